@@ -1,0 +1,221 @@
+"""Typed run configuration: dataclasses grouped by concern, loaded from YAML plus `a.b=value` overrides.
+
+Every field carries a one-line doc in its metadata; the CLI turns those into `--help` text, so an
+option is documented exactly once, next to its default. Unknown keys and values of the wrong type
+are errors naming the dotted key, because a silently ignored typo (`train.lr_rate=...`) costs a
+whole training run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmforge.errors import LmforgeError
+
+
+def opt(default: Any, doc: str) -> Any:
+    """A dataclass field with its one-line documentation."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class ModelConfig:
+    path: str = opt("", "pretrained checkpoint: local HF folder, hub id, or a local .gguf file")
+    preset: str = opt("", "build a model with RANDOM weights from a size preset (tiny|mini|small) instead of `path`")
+    tokenizer: str = opt("", "tokenizer folder or hub id (default: the one saved with `path`; required with `preset`)")
+    max_length: int = opt(128, "longest input in tokens; longer texts are truncated")
+    trust_remote_code: bool = opt(False, "allow code shipped with a checkpoint to run (off: safer)")
+
+
+@dataclass
+class DataConfig:
+    train: str = opt("", "training data: .csv .tsv .jsonl .json .parquet or a datasets save_to_disk folder")
+    validation: str = opt("", "validation data (default: a stratified split of `train`)")
+    test: str = opt("", "test data, scored with the best checkpoint at the end (default: validation)")
+    text_column: str = opt("text", "column holding the input text")
+    label_column: str = opt("label", "column holding the label (a list or separated string for multi-label)")
+    encoding: str = opt("utf-8", "text encoding of the data files (e.g. gb18030 for legacy Chinese files)")
+    validation_fraction: float = opt(0.1, "share of `train` held out for validation when no validation file is given")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = opt(3.0, "passes over the training data")
+    max_steps: int = opt(0, "stop after this many optimizer steps (0: no limit)")
+    max_time: float = opt(0.0, "stop after this many seconds of training, saving a checkpoint (0: no limit)")
+    batch_size: int = opt(32, "examples per optimizer step, summed over accumulation steps and processes")
+    grad_accum: int = opt(1, "split each batch into this many micro-batches (same result, less memory)")
+    lr: float = opt(5e-5, "peak learning rate of AdamW")
+    weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms)")
+    warmup_ratio: float = opt(0.06, "share of the steps spent warming the learning rate up from 0")
+    schedule: str = opt("linear", "learning-rate decay after warmup: linear|cosine|constant")
+    max_grad_norm: float = opt(1.0, "clip the gradient norm to this (0: no clipping)")
+    precision: str = opt("auto", "auto (bf16 where the hardware has fast bf16, else fp32) | bf16 | fp32")
+    seed: int = opt(42, "seed for initialisation, shuffling and dropout")
+    eval_every: int = opt(0, "evaluate every N optimizer steps (0: at the end of every epoch)")
+    save_every: int = opt(0, "write a resumable checkpoint every N steps (0: at each evaluation)")
+    metric: str = opt("", "metric that picks the best checkpoint and drives early stopping (default: the task's)")
+    patience: int = opt(0, "stop after this many evaluations without improvement (0: never stop early)")
+    log_every: int = opt(10, "log the training loss every N optimizer steps")
+    resume: bool = opt(False, "continue from <output_dir>/checkpoint (same result as an uninterrupted run)")
+
+
+@dataclass
+class ClassificationConfig:
+    multi_label: bool = opt(False, "each text may carry several labels (sigmoid per label instead of softmax)")
+    label_separator: str = opt("", "split string labels on this for multi-label data, e.g. '|'")
+    threshold: float = opt(0.5, "probability above which a label is predicted (multi-label)")
+    class_weights: bool = opt(False, "weight the loss by inverse class frequency (for imbalanced data)")
+
+
+@dataclass
+class Config:
+    task: str = opt("classification", "what to train: classification")
+    output_dir: str = opt("runs/default", "where the run writes checkpoints, logs, metrics and the best model")
+    overwrite: bool = opt(False, "allow writing into a non-empty output_dir that is not being resumed")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    classification: ClassificationConfig = field(default_factory=ClassificationConfig)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = Config) -> Any:
+    """Build a config from an optional YAML file and `a.b=value` overrides (later wins)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LmforgeError(f"override '{item}' is not of the form key=value")
+        _set_dotted(raw, key.strip(), _RawText(value))
+    return _build(cls, raw, prefix="")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config, for saving and logging."""
+    return dataclasses.asdict(cfg)
+
+
+def save(cfg: Any, path: Path) -> None:
+    """Write the resolved config as YAML so a run can be reproduced from its folder alone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """(dotted key, doc, default) for every option: the source of `--help`."""
+    rows: list[tuple[str, str, Any]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows.extend(describe(hints[f.name], key + "."))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((key, f.metadata.get("doc", ""), default))
+    return rows
+
+
+class _RawText(str):
+    """A value typed on the command line: converted by the target field's type, not by YAML rules."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise LmforgeError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise LmforgeError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise LmforgeError(f"{path}: expected a mapping of options at the top level")
+    return data
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise LmforgeError(f"override '{key}': '{part}' is a value, not a group of options")
+    node[leaf] = value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        valid = ", ".join(f"{prefix}{n}" for n in sorted(names))
+        raise LmforgeError(f"unknown config key '{prefix}{unknown[0]}' (valid keys here: {valid})")
+    values = {}
+    for name, value in raw.items():
+        key, hint = f"{prefix}{name}", hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise LmforgeError(f"config key '{key}' is a group of options; set '{key}.<option>' instead")
+            values[name] = _build(hint, value, key + ".")
+        else:
+            values[name] = _coerce(key, hint, value)
+    return cls(**values)
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Convert a YAML or command-line value to the field's type, or fail naming the key."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, _RawText) and value.lower() in ("", "null", "none")):
+            return None
+        return _coerce(key, inner[0], value)
+    if origin is list:
+        if isinstance(value, _RawText):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise LmforgeError(f"config key '{key}': expected a list, got {value!r}")
+        (item,) = typing.get_args(hint) or (str,)
+        return [_coerce(key, item, v) for v in value]
+    try:
+        return _SCALARS[hint](value)
+    except (ValueError, TypeError):
+        raise LmforgeError(f"config key '{key}': expected {hint.__name__}, got {value!r}") from None
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise ValueError(value)
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError(value)
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError(value)
+    return float(value)  # YAML reads "3e-5" as a string; float() accepts it
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise TypeError(value)
+    return str(value)
+
+
+_SCALARS: dict[Any, Any] = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}

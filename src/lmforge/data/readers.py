@@ -1,0 +1,263 @@
+"""Read tabular training data from disk into rows that remember where they came from.
+
+Every row carries a location ("path:line" or "path:row N") so that validation can point the
+user at the exact place to fix. Readers collect every structural problem in a file and raise
+them together, so one run shows everything wrong instead of one error per attempt.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmforge.errors import DataError, LmforgeError, Problem
+
+SUPPORTED = ".csv, .tsv, .jsonl, .json, .parquet, or a folder written by datasets' save_to_disk"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One record of input data and where it is in the source file."""
+
+    location: str  # "path:line" for CSV/TSV/JSONL, "path:row N" for JSON, Parquet, HF folders
+    values: dict[str, Any]
+
+
+def read_rows(path: str | Path, encoding: str = "utf-8") -> list[Row]:
+    """Read every row of a data file, choosing the reader from the file suffix.
+
+    `encoding` applies to the text formats (CSV, TSV, JSONL, JSON); Parquet and HF folders carry
+    their own encoding. Raises LmforgeError for an unreadable file and DataError listing every
+    malformed row; a partially read file is never returned.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LmforgeError(f"file not found: {path}")
+    if path.is_dir():
+        return _read_hf_folder(path)
+    reader = _TEXT_READERS.get(path.suffix.lower())
+    if reader is not None:
+        return reader(path, _read_text(path, encoding))
+    if path.suffix.lower() == ".parquet":
+        return _read_parquet(path)
+    raise LmforgeError(f"{path}: unsupported data format {path.suffix or '(no suffix)'!r}; "
+                       f"supported: {SUPPORTED}")
+
+
+# ---------------------------------------------------------------------------- text decoding
+
+def _read_text(path: Path, encoding: str) -> str:
+    """Decode the whole file up front so a wrong encoding is reported once, with a fix."""
+    data = path.read_bytes()
+    try:
+        text = data.decode(encoding)
+    except LookupError:
+        raise LmforgeError(f"unknown encoding {encoding!r} (set data.encoding to a valid codec, "
+                           f"e.g. utf-8 or gb18030)") from None
+    except UnicodeDecodeError as err:
+        raise LmforgeError(_decode_error_message(path, data, encoding, err)) from None
+    # Excel and Windows Notepad prepend a BOM; left in, it would corrupt the first column name.
+    return text.removeprefix("\ufeff")
+
+
+def _decode_error_message(path: Path, data: bytes, encoding: str,
+                          err: UnicodeDecodeError) -> str:
+    """Explain a decode failure: where it happened and which encoding the file probably uses."""
+    line = data[: err.start].count(b"\n") + 1
+    head = f"{path}:{line}: cannot decode as {encoding} (byte 0x{data[err.start]:02x})"
+    guess = _guess_encoding(data)
+    if guess is None or _same_codec(guess, encoding):
+        return f"{head}; could not detect the encoding, set data.encoding to the file's encoding"
+    return f"{head}; it looks like {guess.upper()}, set data.encoding={guess}"
+
+
+def _guess_encoding(data: bytes) -> str | None:
+    """Best guess at the file's encoding; imported lazily because it is only needed on failure."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    return best.encoding if best is not None else None
+
+
+def _same_codec(a: str, b: str) -> bool:
+    """Compare encoding names by codec, since 'utf_8', 'UTF-8' and 'utf8' are all one codec."""
+    try:
+        return codecs.lookup(a).name == codecs.lookup(b).name
+    except LookupError:
+        return False
+
+
+# ---------------------------------------------------------------------------- CSV / TSV
+
+def _read_csv(path: Path, text: str) -> list[Row]:
+    """Comma-separated rows with a header line."""
+    return _read_delimited(path, text, ",")
+
+
+def _read_tsv(path: Path, text: str) -> list[Row]:
+    """Tab-separated rows with a header line; quoting as pandas writes it (`to_csv(sep='\\t')`)."""
+    return _read_delimited(path, text, "\t")
+
+
+def _read_delimited(path: Path, text: str, delimiter: str) -> list[Row]:
+    """Parse delimited text, locating each row by the physical line it starts on.
+
+    A quoted field may span several lines, so a row's line is one past where the previous row
+    ended (csv's `line_num`), not a count of rows.
+    """
+    # newline="" keeps line endings inside quoted fields intact, as the csv module requires.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = _read_header(path, reader)
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    start = reader.line_num + 1
+    try:
+        for fields in reader:
+            if fields:  # csv yields [] for a blank line; nothing to report there
+                _add_delimited_row(path, start, header, fields, rows, problems)
+            start = reader.line_num + 1
+    except csv.Error as err:
+        problems.append(Problem(f"{path}:{start}", "", f"malformed row: {err}"))
+    if problems:
+        raise DataError(problems)
+    return rows
+
+
+def _read_header(path: Path, reader: Any) -> list[str]:
+    """The first non-blank row names the columns; duplicates would silently drop a column."""
+    try:
+        header = next((fields for fields in reader if fields), None)
+    except csv.Error as err:
+        raise LmforgeError(f"{path}:{reader.line_num}: malformed header: {err}") from None
+    if header is None:
+        raise LmforgeError(f"{path}: file is empty; a header row naming the columns is required")
+    names = [name.strip() for name in header]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise LmforgeError(f"{path}:{reader.line_num}: duplicate column name(s) in header: "
+                           f"{', '.join(duplicates)}")
+    return names
+
+
+def _add_delimited_row(path: Path, line: int, header: list[str], fields: list[str],
+                       rows: list[Row], problems: list[Problem]) -> None:
+    """Append the row, or a problem if its field count disagrees with the header."""
+    location = f"{path}:{line}"
+    if len(fields) != len(header):
+        problems.append(Problem(location, "", f"expected {len(header)} fields, got {len(fields)}"))
+        return
+    rows.append(Row(location, dict(zip(header, fields))))
+
+
+# ---------------------------------------------------------------------------- JSON / JSONL
+
+def _read_jsonl(path: Path, text: str) -> list[Row]:
+    """One JSON object per line; blank lines are skipped but still counted for locations."""
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    # split("\n") rather than splitlines(): JSON strings may legally contain U+2028 etc.,
+    # which splitlines() would treat as line breaks and so shift every later line number.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        location = f"{path}:{number}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            message = f"not valid JSON: {err.msg} (column {err.colno})"
+            problems.append(Problem(location, "", message))
+            continue
+        _add_object(location, value, rows, problems)
+    if problems:
+        raise DataError(problems)
+    return rows
+
+
+def _read_json(path: Path, text: str) -> list[Row]:
+    """A JSON array of objects, or an object wrapping one such array (e.g. {"data": [...]})."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError([Problem(f"{path}:{err.lineno}", "",
+                                 f"not valid JSON: {err.msg} (column {err.colno})")]) from None
+    items = _json_records(path, document)
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    for index, value in enumerate(items, start=1):
+        _add_object(f"{path}:row {index}", value, rows, problems)
+    if problems:
+        raise DataError(problems)
+    return rows
+
+
+def _json_records(path: Path, document: Any) -> list[Any]:
+    """Find the list of records in a JSON document, or explain which shapes are accepted."""
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        lists = [key for key, value in document.items() if isinstance(value, list)]
+        if len(lists) == 1:
+            return document[lists[0]]
+        if lists:
+            raise LmforgeError(f"{path}: several list-valued keys ({', '.join(lists)}); "
+                               f"keep only the one holding the records")
+    raise LmforgeError(f"{path}: expected a JSON array of objects, or an object with one "
+                       f"list-valued key such as {{\"data\": [...]}}")
+
+
+def _add_object(location: str, value: Any, rows: list[Row], problems: list[Problem]) -> None:
+    """Append a JSON object as a row, or a problem if the value is not an object."""
+    if isinstance(value, dict):
+        rows.append(Row(location, value))
+    else:
+        message = f"expected a JSON object, got {type(value).__name__}"
+        problems.append(Problem(location, "", message))
+
+
+# ---------------------------------------------------------------------------- binary formats
+
+def _read_parquet(path: Path) -> list[Row]:
+    """Read via pyarrow directly: `to_pylist` yields plain Python values and None for nulls,
+    where pandas would give numpy scalars and NaN that validation would have to special-case."""
+    import pyarrow
+    import pyarrow.parquet
+
+    try:
+        records = pyarrow.parquet.read_table(path).to_pylist()
+    except (pyarrow.ArrowException, OSError) as err:
+        raise LmforgeError(f"{path}: cannot read Parquet file: {err}") from None
+    return _numbered_rows(path, records)
+
+
+def _read_hf_folder(path: Path) -> list[Row]:
+    """Read a `Dataset` saved with `save_to_disk`; a `DatasetDict` must be narrowed to one split."""
+    if (path / "dataset_dict.json").is_file():
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        raise LmforgeError(f"{path} holds several splits ({', '.join(splits)}); point at one of "
+                           f"them, e.g. {path / splits[0]}")
+    if not (path / "state.json").is_file():
+        raise LmforgeError(f"{path} is a folder but not one written by datasets' save_to_disk; "
+                           f"supported: {SUPPORTED}")
+    # Imported here because `datasets` takes seconds to import and most runs read plain files.
+    from datasets import load_from_disk
+
+    return _numbered_rows(path, load_from_disk(str(path)).to_list())
+
+
+def _numbered_rows(path: Path, records: list[dict[str, Any]]) -> list[Row]:
+    """Wrap records from a line-less format, numbering rows from 1."""
+    return [Row(f"{path}:row {index}", record) for index, record in enumerate(records, start=1)]
+
+
+_TEXT_READERS: dict[str, Callable[[Path, str], list[Row]]] = {
+    ".csv": _read_csv,
+    ".tsv": _read_tsv,
+    ".jsonl": _read_jsonl,
+    ".json": _read_json,
+}

@@ -1,0 +1,22 @@
+"""The package logger. The CLI decides the format; library users keep control of logging."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger("lmforge")
+
+
+def setup(debug: bool = False) -> None:
+    """Plain `message` lines on stderr; warnings prefixed so they stand out in a long log."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Format())
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
+
+
+class _Format(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"WARNING: {text}" if record.levelno >= logging.WARNING else text

@@ -1,0 +1,1 @@
+"""Loading pretrained checkpoints (folder, hub id, GGUF) and building models from size presets."""

@@ -1,0 +1,55 @@
+"""Sequence classifiers: a pretrained body with a new head for the label set, or a random-init preset."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from lmforge.config import Config
+from lmforge.log import logger
+from lmforge.models.load import load_model, load_tokenizer, unknown_rate
+from lmforge.models.presets import encoder_config
+
+UNKNOWN_TOKEN_LIMIT = 0.05  # above this share of unknown tokens, the vocabulary cannot read the data
+COVERAGE_SAMPLE = 1000
+
+
+def build_classifier(cfg: Config, label_names: list[str], texts: list[str]) -> tuple[Any, Any]:
+    """(model, tokenizer) with a freshly initialised head of len(label_names) outputs."""
+    import transformers
+    from transformers import AutoModelForSequenceClassification
+
+    transformers.set_seed(cfg.train.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    _check_coverage(tokenizer, texts, cfg.train.seed)
+    head = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+        "problem_type": "multi_label_classification" if cfg.classification.multi_label else "single_label_classification",
+    }
+    if cfg.model.preset:
+        config = encoder_config(cfg.model.preset, len(tokenizer), tokenizer.pad_token_id, cfg.model.max_length, **head)
+        model = AutoModelForSequenceClassification.from_config(config)
+        logger.warning(f"model: preset '{cfg.model.preset}' with RANDOM weights (no pretrained checkpoint); "
+                       "expect it to trail a pretrained model")
+    else:
+        model = load_model(cfg.model, AutoModelForSequenceClassification, ignore_mismatched_sizes=True, **head)
+        logger.info(f"model: {cfg.model.path} with a new {len(label_names)}-way head")
+    if model.config.pad_token_id is None:  # decoder bodies find the last real token through it
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _check_coverage(tokenizer: Any, texts: list[str], seed: int) -> None:
+    """Warn when the vocabulary turns much of the data into [UNK] (e.g. an English vocab on Chinese)."""
+    sample = random.Random(seed).sample(texts, min(COVERAGE_SAMPLE, len(texts)))
+    rate = unknown_rate(tokenizer, sample)
+    if rate > UNKNOWN_TOKEN_LIMIT:
+        logger.warning(
+            f"{rate:.1%} of the training text becomes unknown tokens with this tokenizer: the model cannot "
+            "read much of the data (e.g. an English vocabulary on Chinese text). Use a tokenizer that "
+            "covers the language."
+        )
+    else:
+        logger.info(f"tokenizer coverage: {rate:.2%} unknown tokens on a sample of the training text")

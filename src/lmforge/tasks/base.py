@@ -1,0 +1,45 @@
+"""The contract between a task and the rest of lmforge.
+
+The loop (`lmforge.train.loop.fit`) only batches features, calls `loss` and, to evaluate, `forward`
+and `score`. Everything task-specific — reading and validating data, choosing the model head,
+turning outputs into metrics and reports — stays behind these methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+Features = list[dict[str, Any]]  # one dict per example; always has "input_ids"
+Outputs = dict[str, np.ndarray]  # per-example arrays, first axis = example
+
+
+class Task(Protocol):
+    name: str
+    default_metric: str  # metric that picks the best checkpoint unless train.metric says otherwise
+
+    def load_data(self) -> Any:
+        """Read and validate every configured split; raise DataError before anything is written."""
+
+    def build_model(self, data: Any) -> tuple[Any, Any]:
+        """(model, tokenizer) for this task, from a pretrained checkpoint or a preset."""
+
+    def bind(self, model: Any, tokenizer: Any) -> None:
+        """Attach to a built or loaded model (label names, pad id, ...) before encoding or training."""
+
+    def encode(self, split: Any, tokenizer: Any) -> Features:
+        """Tokenised features of one split, in the split's order."""
+
+    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+        """A padded batch of features."""
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Summed loss over the batch and the count it is a sum over (examples or tokens)."""
+
+    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+        """Per-example outputs needed to score and to predict."""
+
+    def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
+        """Scalar metrics from outputs, used for best-checkpoint choice and logs."""

@@ -1,0 +1,273 @@
+"""Text classification: single-label (softmax) and multi-label (sigmoid + threshold)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmforge.config import Config
+from lmforge.data.readers import Row, read_rows
+from lmforge.data.validate import check_text, duplicate_count, overlap_count, stratified_split
+from lmforge.errors import DataError, LmforgeError, Problem
+from lmforge.log import logger
+from lmforge.registry import register_task
+from lmforge.tasks.base import Features, Outputs
+from lmforge.train.batching import pad_collate
+
+
+
+@dataclass
+class Split:
+    """Validated texts and their labels (class ids, or label-name lists for multi-label)."""
+
+    source: str
+    texts: list[str]
+    labels: list[Any]
+    locations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Data:
+    train: Split
+    validation: Split
+    test: Split
+    label_names: list[str]
+
+
+@register_task("classification")
+def build(cfg: Config) -> "Classification":
+    return Classification(cfg)
+
+
+class Classification:
+    """The classification task; holds the label set once data or a saved model has fixed it."""
+
+    name = "classification"
+
+    def __init__(self, cfg: Config, label_names: list[str] | None = None):
+        self.cfg = cfg
+        self.multi = cfg.classification.multi_label
+        self.label_names = label_names or []
+        self.class_weights: torch.Tensor | None = None
+
+    @property
+    def default_metric(self) -> str:
+        return "f1_micro" if self.multi else "f1_macro"
+
+    # ---- data -------------------------------------------------------------------------------
+    def load_data(self) -> Data:
+        """Read train/validation/test, check every row, and fix the label set from training data."""
+        d = self.cfg.data
+        if not d.train:
+            raise LmforgeError("data.train is empty: give a training file")
+        problems: list[Problem] = []
+        train = self._read(d.train, problems)
+        self.label_names = sorted({name for labels in train.labels for name in self._names(labels)})
+        if len(self.label_names) < 2 and not self.multi:
+            problems.append(Problem(d.train, d.label_column, f"need at least 2 classes, found {self.label_names}"))
+        if d.validation:
+            validation = self._read(d.validation, problems)
+        else:
+            train, validation = self._hold_out(train)
+        test = self._read(d.test, problems) if d.test else validation
+        for split in (validation, test):
+            problems += self._unseen_labels(split)
+        if problems:
+            raise DataError(problems)
+        self._warn_overlaps(train, validation, test)
+        data = Data(train, validation, test, self.label_names)
+        if self.cfg.classification.class_weights:
+            self.class_weights = self._class_weights(train)
+        return data
+
+    def read_split(self, path: str) -> Split:
+        """A labelled evaluation file, validated against this model's label set."""
+        problems: list[Problem] = []
+        split = self._read(path, problems)
+        problems += self._unseen_labels(split)
+        if problems:
+            raise DataError(problems)
+        return split
+
+    def read_texts(self, path: str) -> Split:
+        """An unlabelled (or labelled) file for prediction: only the text column is required."""
+        rows = read_rows(path, self.cfg.data.encoding)
+        problems = check_text(rows, self.cfg.data.text_column)
+        if problems:
+            raise DataError(problems)
+        return Split(path, [r.values[self.cfg.data.text_column] for r in rows], [], [r.location for r in rows])
+
+    def _read(self, path: str, problems: list[Problem]) -> Split:
+        rows = read_rows(path, self.cfg.data.encoding)
+        found = check_text(rows, self.cfg.data.text_column)
+        bad = {p.location for p in found}
+        problems += found
+        texts, labels, locations = [], [], []
+        for row in rows:
+            label = self._parse_label(row, problems)
+            if row.location in bad or label is None:
+                continue
+            texts.append(row.values[self.cfg.data.text_column])
+            labels.append(label)
+            locations.append(row.location)
+        return Split(path, texts, labels, locations)
+
+    def _parse_label(self, row: Row, problems: list[Problem]) -> Any:
+        column = self.cfg.data.label_column
+        value = row.values.get(column)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            problems.append(Problem(row.location, column, "missing label"))
+            return None
+        if not self.multi:
+            if isinstance(value, (list, dict)):
+                problems.append(Problem(row.location, column, f"expected one label, got {value!r}"))
+                return None
+            return str(value).strip()
+        if isinstance(value, str):
+            sep = self.cfg.classification.label_separator
+            value = value.split(sep) if sep else [value]
+        if not isinstance(value, list):
+            value = [value]
+        return sorted({str(v).strip() for v in value if str(v).strip()})
+
+    def _names(self, labels: Any) -> list[str]:
+        return labels if self.multi else [labels]
+
+    def _unseen_labels(self, split: Split) -> list[Problem]:
+        known = set(self.label_names)
+        return [
+            Problem(loc, self.cfg.data.label_column, f"label '{name}' never appears in the training data "
+                    f"(training labels: {', '.join(self.label_names)})")
+            for loc, labels in zip(split.locations, split.labels)
+            for name in self._names(labels)
+            if name not in known
+        ]
+
+    def _hold_out(self, train: Split) -> tuple[Split, Split]:
+        keys = [labels if not self.multi else "|".join(labels) for labels in train.labels]
+        fraction = self.cfg.data.validation_fraction
+        keep, held = stratified_split(keys, fraction, self.cfg.train.seed)
+        logger.info(f"no data.validation: holding out {len(held)} of {len(keys)} training rows (stratified)")
+        pick = lambda idx, name: Split(name, [train.texts[i] for i in idx], [train.labels[i] for i in idx],
+                                      [train.locations[i] for i in idx])
+        return pick(keep, train.source), pick(held, f"{train.source} (held-out {fraction:.0%})")
+
+    def _warn_overlaps(self, train: Split, validation: Split, test: Split) -> None:
+        dups = duplicate_count(train.texts)
+        if dups:
+            logger.warning(f"{dups} duplicate texts in {train.source}")
+        for split in {id(validation): validation, id(test): test}.values():
+            shared = overlap_count(train.texts, split.texts)
+            if shared:
+                logger.warning(f"{shared} texts of {split.source} also occur in the training data "
+                               "(scores on them overstate generalisation)")
+
+    def _class_weights(self, train: Split) -> torch.Tensor:
+        """Inverse-frequency weights (softmax) or negative/positive ratios (sigmoid's pos_weight)."""
+        counts = self.targets(train).sum(0) if self.multi else np.bincount(self.targets(train), minlength=len(self.label_names))
+        counts = np.maximum(counts, 1).astype(np.float64)
+        if self.multi:
+            return torch.tensor((len(train.labels) - counts) / counts, dtype=torch.float32)
+        return torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
+
+    def targets(self, split: Split) -> np.ndarray:
+        """Class ids (n,) or a multi-hot matrix (n, k)."""
+        index = {name: i for i, name in enumerate(self.label_names)}
+        if not self.multi:
+            return np.array([index[label] for label in split.labels], dtype=np.int64)
+        hot = np.zeros((len(split.labels), len(self.label_names)), dtype=np.float32)
+        for row, labels in enumerate(split.labels):
+            hot[row, [index[name] for name in labels]] = 1.0
+        return hot
+
+    # ---- model ------------------------------------------------------------------------------
+    def build_model(self, data: Data) -> tuple[Any, Any]:
+        from lmforge.models.classifier import build_classifier
+
+        return build_classifier(self.cfg, self.label_names, data.train.texts)
+
+    def encode(self, split: Split, tokenizer: Any) -> Features:
+        ids = tokenizer(split.texts, truncation=True, max_length=self.cfg.model.max_length)["input_ids"]
+        if not split.labels:
+            return [{"input_ids": row} for row in ids]
+        targets = self.targets(split)
+        return [{"input_ids": row, "labels": target} for row, target in zip(ids, targets)]
+
+    def bind(self, model: Any, tokenizer: Any) -> None:
+        """Attach to a built or loaded model: its label names and the tokenizer's pad id."""
+        self.label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    # ---- loop hooks -------------------------------------------------------------------------
+    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+        return pad_collate(features, self.pad_id)
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        return self._example_losses(logits, batch["labels"]).sum(), len(logits)
+
+    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        probs = torch.sigmoid(logits) if self.multi else torch.softmax(logits, -1)
+        out = {"probs": probs.cpu().numpy()}
+        if "labels" in batch:
+            out["loss"] = self._example_losses(logits, batch["labels"]).detach().cpu().numpy()
+        return out
+
+    def _example_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        if self.multi:
+            losses = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight, reduction="none")
+            return losses.mean(-1)
+        return F.cross_entropy(logits, labels, weight=weight, reduction="none")
+
+    def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
+        scored = self.metrics(outputs, np.stack([f["labels"] for f in features]))
+        return {k: v for k, v in scored.items() if isinstance(v, float)}
+
+    # ---- results ----------------------------------------------------------------------------
+    def metrics(self, outputs: Outputs, truth: np.ndarray) -> dict[str, Any]:
+        """The full metrics dict (per class, confusion matrix, calibration) plus mean loss."""
+        from lmforge.evaluate.metrics import classification_metrics, multilabel_metrics
+
+        probs = outputs["probs"]
+        if self.multi:
+            result = multilabel_metrics(truth, self.decide(probs), probs, self.label_names)
+        else:
+            result = classification_metrics(truth, self.decide(probs), probs, self.label_names)
+        if "loss" in outputs:
+            result["loss"] = float(np.mean(outputs["loss"]))
+        return result
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Predicted class ids (argmax) or a multi-hot matrix (probability above threshold)."""
+        if self.multi:
+            return (probs >= self.cfg.classification.threshold).astype(np.int64)
+        return probs.argmax(-1)
+
+    def predictions(self, probs: np.ndarray) -> list[dict[str, Any]]:
+        """One record per example: the label (or labels) and every class's probability."""
+        decided = self.decide(probs)
+        records = []
+        for row, pick in zip(probs, decided):
+            label = [self.label_names[i] for i in np.flatnonzero(pick)] if self.multi else self.label_names[int(pick)]
+            records.append({"label": label, "probs": {n: round(float(p), 6) for n, p in zip(self.label_names, row)}})
+        return records
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        """How sure each prediction is: top probability, or the mean certainty of each label decision."""
+        return np.maximum(probs, 1 - probs).mean(-1) if self.multi else probs.max(-1)
+
+    def worst_errors(self, split: Split, probs: np.ndarray, limit: int = 50) -> list[dict[str, Any]]:
+        """The most confident wrong predictions: where a person learns most about the model."""
+        wrong = [
+            {"text": text, "label": str(truth), "pred": str(rec["label"]), "confidence": float(conf)}
+            for text, truth, rec, conf in zip(split.texts, split.labels, self.predictions(probs), self.confidence(probs))
+            if rec["label"] != truth
+        ]
+        return sorted(wrong, key=lambda e: -e["confidence"])[:limit]

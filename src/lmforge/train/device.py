@@ -1,0 +1,48 @@
+"""Device and numeric precision: chosen from the hardware, never assumed."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from lmforge.errors import LmforgeError
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else Apple MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@lru_cache(maxsize=None)
+def _cpu_has_fast_bf16() -> bool:
+    """AMX or AVX512-BF16: there bf16 matmuls beat fp32 by several times; elsewhere they are emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'bf16' or 'fp32' for the requested precision on this device."""
+    if name not in ("auto", "bf16", "fp32"):
+        raise LmforgeError(f"train.precision must be auto, bf16 or fp32, not '{name}'")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and _cpu_has_fast_bf16() else "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast for 'bf16', a no-op for 'fp32'."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
