@@ -35,8 +35,15 @@ class Task(Protocol):
     def collate(self, features: Features) -> dict[str, torch.Tensor]:
         """A padded batch of features."""
 
-    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """Summed loss over the batch and the count it is a sum over (examples or tokens)."""
+    def count(self, feature: dict[str, Any]) -> int:
+        """Loss terms this example adds (1 per example, or its number of target tokens).
+
+        The loop divides the summed loss by the count over the whole global batch, so gradient
+        accumulation and several processes give exactly the full-batch mean.
+        """
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Loss summed over the batch's loss terms."""
 
     def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
         """Per-example outputs needed to score and to predict."""

@@ -48,6 +48,7 @@ class Classification:
     """The classification task; holds the label set once data or a saved model has fixed it."""
 
     name = "classification"
+    auto_class = "AutoModelForSequenceClassification"
 
     def __init__(self, cfg: Config, label_names: list[str] | None = None):
         self.cfg = cfg
@@ -101,6 +102,10 @@ class Classification:
         if problems:
             raise DataError(problems)
         return Split(path, [r.values[self.cfg.data.text_column] for r in rows], [], [r.location for r in rows])
+
+    def read_list(self, texts: list[str]) -> Split:
+        """Texts given directly (the Python API, the server) as an unlabelled split."""
+        return Split("<input>", list(texts), [], [f"<input>:{i}" for i in range(len(texts))])
 
     def _read(self, path: str, problems: list[Problem]) -> Split:
         rows = read_rows(path, self.cfg.data.encoding)
@@ -207,9 +212,12 @@ class Classification:
     def collate(self, features: Features) -> dict[str, torch.Tensor]:
         return pad_collate(features, self.pad_id)
 
-    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def count(self, feature: dict[str, Any]) -> int:
+        return 1
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        return self._example_losses(logits, batch["labels"]).sum(), len(logits)
+        return self._example_losses(logits, batch["labels"]).sum()
 
     def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
@@ -250,8 +258,9 @@ class Classification:
             return (probs >= self.cfg.classification.threshold).astype(np.int64)
         return probs.argmax(-1)
 
-    def predictions(self, probs: np.ndarray) -> list[dict[str, Any]]:
+    def predictions(self, outputs: Outputs) -> list[dict[str, Any]]:
         """One record per example: the label (or labels) and every class's probability."""
+        probs = outputs["probs"]
         decided = self.decide(probs)
         records = []
         for row, pick in zip(probs, decided):
@@ -263,11 +272,18 @@ class Classification:
         """How sure each prediction is: top probability, or the mean certainty of each label decision."""
         return np.maximum(probs, 1 - probs).mean(-1) if self.multi else probs.max(-1)
 
-    def worst_errors(self, split: Split, probs: np.ndarray, limit: int = 50) -> list[dict[str, Any]]:
-        """The most confident wrong predictions: where a person learns most about the model."""
+    def report(self, outputs: Outputs, split: Split, limit: int = 50) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Full metrics, and the most confident wrong predictions (where a person learns most)."""
+        confidence = self.confidence(outputs["probs"])
         wrong = [
             {"text": text, "label": str(truth), "pred": str(rec["label"]), "confidence": float(conf)}
-            for text, truth, rec, conf in zip(split.texts, split.labels, self.predictions(probs), self.confidence(probs))
+            for text, truth, rec, conf in zip(split.texts, split.labels, self.predictions(outputs), confidence)
             if rec["label"] != truth
         ]
-        return sorted(wrong, key=lambda e: -e["confidence"])[:limit]
+        return self.metrics(outputs, self.targets(split)), sorted(wrong, key=lambda e: -e["confidence"])[:limit]
+
+    def baseline(self, train: Split, split: Split) -> Outputs:
+        """Char 1-3-gram TF-IDF + logistic regression outputs on `split`: the bar a model must clear."""
+        from lmforge.evaluate.baseline import tfidf_probs
+
+        return {"probs": tfidf_probs(train.texts, self.targets(train), split.texts, self.cfg.train.seed)}

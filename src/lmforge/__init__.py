@@ -1,0 +1,17 @@
+"""lmforge: pretrain, adapt, evaluate, compress, protect and serve language models.
+
+Python entry points: `lmforge.load(folder).predict(texts)`; every CLI command is also a plain
+function in `lmforge.commands.<name>.run`.
+"""
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["load", "__version__"]
+
+
+def load(path: str, precision: str = "auto", batch_size: int = 64) -> Any:
+    """Load a model folder written by lmforge; see `lmforge.inference.load`."""
+    from lmforge.inference import load as _load
+
+    return _load(path, precision=precision, batch_size=batch_size)

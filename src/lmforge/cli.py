@@ -1,0 +1,127 @@
+"""Command line: maps command names to plain functions. Parsing only; the work is in `commands/`.
+
+Config commands take `[CONFIG.yaml] [key=value ...]`; their `--help` lists every config key with
+its one-line doc. Model commands take a model folder and flags. A user's mistake prints one line
+and exits 2; `--debug` shows the stack trace instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from lmforge.errors import LmforgeError
+
+
+@dataclass(frozen=True)
+class Command:
+    target: str  # "module:function", imported only when the command runs (fast --help)
+    doc: str
+    uses_config: bool = False
+    flags: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
+
+
+_MODEL = (["model"], {"help": "model folder written by lmforge (e.g. runs/x/best)"})
+_PRECISION = (["--precision"], {"default": "auto", "choices": ["auto", "bf16", "fp32"],
+                                "help": "numeric precision for inference (auto: bf16 where the CPU/GPU has it fast)"})
+_BATCH = (["--batch-size"], {"type": int, "default": 64, "help": "examples per forward pass"})
+
+COMMANDS: dict[str, Command] = {
+    "finetune": Command("lmforge.commands.finetune:run", "adapt a pretrained (or preset) model to a task",
+                        uses_config=True,
+                        flags=[(["--resume"], {"action": "store_true",
+                                               "help": "continue the run in output_dir from its last checkpoint"})]),
+    "baseline": Command("lmforge.commands.baseline:run", "train the TF-IDF + logistic regression baseline",
+                        uses_config=True),
+    "evaluate": Command("lmforge.commands.evaluate:run", "score a saved model on a labelled file",
+                        flags=[_MODEL, (["--data"], {"required": True, "help": "labelled file to score on"}),
+                               (["--out"], {"required": True, "help": "folder for metrics.json and report.html"}),
+                               (["--no-baseline"], {"action": "store_false", "dest": "baseline",
+                                                    "help": "skip the TF-IDF baseline column"}),
+                               _PRECISION, _BATCH]),
+    "predict": Command("lmforge.commands.predict:run", "label every row of a file with a saved model",
+                       flags=[_MODEL, (["--input"], {"required": True, "help": "file with a text column"}),
+                              (["--output"], {"required": True, "help": "predictions file (.jsonl or .csv)"}),
+                              _PRECISION, _BATCH]),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from lmforge import log
+
+    log.setup(args.debug)
+    try:
+        _dispatch(args)
+    except LmforgeError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    command = COMMANDS[args.command]
+    function = _resolve(command.target)
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "config_args", "resume")}
+    if command.uses_config:
+        from lmforge import config
+
+        path, overrides = _split_config_args(args.config_args)
+        if getattr(args, "resume", False):
+            overrides.append("train.resume=true")
+        function(config.load(path, overrides))
+    else:
+        function(**values)
+
+
+def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
+    """The first item is a YAML file unless it is a key=value override."""
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    bad = [i for i in items[1:] if "=" not in i] if items else []
+    if bad:
+        raise LmforgeError(f"expected key=value, got '{bad[0]}'")
+    return None, list(items)
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmforge", description="Train, evaluate and use language models.")
+    parser.add_argument("--debug", action="store_true", help="show full stack traces on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.doc, description=command.doc,
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=_config_help() if command.uses_config else None)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full stack traces on errors")
+        if command.uses_config:
+            p.add_argument("config_args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
+                           help="a YAML config and/or dotted overrides such as train.lr=3e-5")
+        for names, options in command.flags:
+            p.add_argument(*names, **options)
+    return parser
+
+
+def _config_help() -> str:
+    from lmforge.config import describe
+
+    rows = describe()
+    width = max(len(key) for key, _, _ in rows)
+    lines = [f"  {key:<{width}}  {doc} [default: {default!r}]" for key, doc, default in rows]
+    return "config keys (set in the YAML file or as key=value):\n" + "\n".join(lines)

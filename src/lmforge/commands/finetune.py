@@ -1,0 +1,43 @@
+"""`lmforge finetune`: validate data, build the model, train with the one loop, score the best checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lmforge import config as config_mod
+from lmforge.config import Config
+from lmforge.errors import LmforgeError
+from lmforge.inference import load
+from lmforge.registry import build_task
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Fine-tune per `cfg`; returns the test metrics of the best checkpoint."""
+    from lmforge.commands.evaluate import write_evaluation
+    from lmforge.train.loop import fit
+
+    task = build_task(cfg.task, cfg)
+    data = task.load_data()  # every data error surfaces here, before output_dir is touched
+    check_output_dir(cfg)
+    model, tokenizer = task.build_model(data)
+    task.bind(model, tokenizer)
+    train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
+    config_mod.save(cfg, Path(cfg.output_dir) / "config.yaml")
+    result = fit(cfg, task, model, tokenizer, train, validation)
+    best = load(result.best_dir, precision=result.precision)
+    notes = [f"training stopped: {result.stopped} after {result.steps} steps; best {task.default_metric if not cfg.train.metric else cfg.train.metric} "
+             f"on validation: {result.best_metric:.4f}", f"evaluated on: {data.test.source}"]
+    if cfg.model.preset:
+        notes.insert(0, f"model built from preset '{cfg.model.preset}' with RANDOM initial weights (not pretrained)")
+    return write_evaluation(best, data.test, Path(cfg.output_dir), train=data.train, history=result.history,
+                            title=f"finetune: {Path(cfg.output_dir).name}", notes=notes)
+
+
+def check_output_dir(cfg: Config) -> None:
+    """Refuse to mix a new run into a folder holding another, unless resuming or told to overwrite."""
+    out = Path(cfg.output_dir)
+    if cfg.train.resume or cfg.overwrite or not out.exists() or not any(out.iterdir()):
+        return
+    raise LmforgeError(f"output_dir {out} already holds files: resume it with --resume, "
+                       "replace it with overwrite=true, or choose another output_dir")

@@ -1,0 +1,80 @@
+"""Load a saved lmforge model folder and predict with it: `lmforge.load(path).predict([...])`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmforge import config as config_mod
+from lmforge.config import Config
+from lmforge.errors import LmforgeError
+from lmforge.registry import build_task
+from lmforge.tasks.base import Outputs
+from lmforge.train.checkpoint import CONFIG_FILE
+from lmforge.train.device import pick_device, resolve_precision
+from lmforge.train.infer import run_forward
+
+
+@dataclass
+class Loaded:
+    """A model folder ready to use: its run config, task, model and tokenizer on the chosen device."""
+
+    cfg: Config
+    task: Any
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    precision: str
+    batch_size: int = 64
+
+    def outputs(self, split: Any) -> Outputs:
+        """The task's per-example outputs on a split (see the task's `read_split`/`read_texts`)."""
+        features = self.task.encode(split, self.tokenizer)
+        return run_forward(self.task, self.model, features, self.batch_size, self.device, self.precision)
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Predictions for raw texts, in order."""
+        if isinstance(texts, str):
+            texts = [texts]
+        empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if empty:
+            raise LmforgeError(f"input {empty[0]} is empty or not a string")
+        if not texts:
+            return []
+        return self.task.predictions(self.outputs(self.task.read_list(texts)))
+
+
+def load(path: str | Path, precision: str = "auto", batch_size: int = 64) -> Loaded:
+    """Load a model folder written by lmforge (or a plain HF folder with a classification head)."""
+    import transformers
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise LmforgeError(f"not a model folder (no config.json): {folder}")
+    cfg = run_config(folder)
+    task = build_task(cfg.task, cfg)
+    model = _hub_free_load(getattr(transformers, task.auto_class), folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    device = pick_device()
+    model.to(device).eval()
+    task.bind(model, tokenizer)
+    return Loaded(cfg, task, model, tokenizer, device, resolve_precision(precision, device), batch_size)
+
+
+def run_config(folder: Path) -> Config:
+    """The config saved with the model, pointed at this folder; defaults for a plain HF folder."""
+    saved = folder / CONFIG_FILE
+    cfg = config_mod.load(saved) if saved.is_file() else Config()
+    cfg.model.path, cfg.model.preset, cfg.model.tokenizer = str(folder), "", ""
+    return cfg
+
+
+def _hub_free_load(auto_class: Any, folder: Path) -> Any:
+    """Safetensors only (no pickle), and no code from the folder runs."""
+    try:
+        return auto_class.from_pretrained(folder, use_safetensors=True, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise LmforgeError(f"could not load the model in {folder}: {exc}") from None

@@ -1,0 +1,106 @@
+"""Saving: model folders anyone can load, and resumable checkpoints, both written atomically.
+
+Everything is written to a temporary folder beside the target and renamed into place, so a run
+killed mid-write leaves the previous checkpoint intact rather than half of a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from lmforge import config as config_mod
+
+CONFIG_FILE = "lmforge.yaml"  # the resolved run config, saved inside every model folder
+
+
+@dataclass
+class TrainState:
+    """Where training stands; with the weights, optimizer, scheduler and RNG it restarts a run exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches of the current epoch already done
+    best: float | None = None
+    bad_evals: int = 0
+    elapsed: float = 0.0
+    evaluated_at: int = -1  # step of the last evaluation
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def write_atomically(target: Path, fill: Callable[[Path], None]) -> None:
+    """Call fill(tmp_dir), then swap tmp_dir into `target`, replacing any previous content."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        fill(tmp)
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any) -> None:
+    """A standard HF folder (safetensors, config, tokenizer) plus the run config that made it."""
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        config_mod.save(cfg, tmp / CONFIG_FILE)
+
+    write_atomically(folder, fill)
+
+
+def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: TrainState,
+                    rng_states: list[dict[str, Any]]) -> None:
+    """Everything `load_checkpoint` needs; `rng_states` holds one entry per process."""
+    from safetensors.torch import save_model
+
+    def fill(tmp: Path) -> None:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(rng_states, tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps(asdict(state), indent=1))
+
+    write_atomically(folder, fill)
+
+
+def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, rank: int) -> TrainState:
+    """Restore weights, optimizer, scheduler and this process's RNG; return the saved state."""
+    from safetensors.torch import load_model
+
+    load_model(model, str(folder / "model.safetensors"))
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
+    set_rng_state(torch.load(folder / "rng.pt", weights_only=False)[rank])
+    return TrainState(**json.loads((folder / "state.json").read_text()))
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states of this process (dropout draws from torch's)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,239 @@
+"""The one training loop. Every task trains through `fit`; tasks differ only behind `Task` methods.
+
+Built on accelerate so the same code runs on one CPU, a GPU, or many processes under torchrun.
+Batches are planned here rather than by a DataLoader so that resume and multi-process sharding
+are exact: `train.batch_size` is the global batch per optimizer step, whatever the number of
+processes and accumulation steps, and the loss is normalised by the global batch's count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lmforge.config import Config
+from lmforge.errors import LmforgeError
+from lmforge.log import logger
+from lmforge.tasks.base import Features
+from lmforge.train.batching import micro_batches, plan_epoch
+from lmforge.train.checkpoint import (TrainState, load_checkpoint, rng_state, save_checkpoint,
+                                      save_model_folder)
+from lmforge.train.device import pick_device, resolve_precision
+from lmforge.train.infer import merge_shards, run_forward
+from lmforge.train.optim import build_optimizer, build_scheduler
+
+LOWER_IS_BETTER = ("loss", "perplexity", "ece")
+
+
+@dataclass
+class FitResult:
+    best_dir: Path
+    best_metric: float | None
+    history: list[dict[str, Any]]
+    steps: int
+    stopped: str  # completed | max_steps | max_time | early_stopping
+    precision: str
+
+
+def planned_steps(cfg: Config, batches_per_epoch: int) -> int:
+    """Optimizer steps the run plans for: the epochs, capped by max_steps."""
+    steps = math.ceil(cfg.train.epochs * batches_per_epoch)
+    return min(steps, cfg.train.max_steps) if cfg.train.max_steps > 0 else steps
+
+
+def fit(cfg: Config, task: Any, model: Any, tokenizer: Any, train: Features, evaluation: Features) -> FitResult:
+    """Train `model` on `train`, evaluate on `evaluation`, keep the best as <output_dir>/best."""
+    from accelerate import Accelerator
+
+    _check_budget(cfg, len(train))
+    out = Path(cfg.output_dir)
+    precision = resolve_precision(cfg.train.precision, pick_device())
+    acc = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    run = _Run(cfg, task, acc, train, evaluation, out, precision, tokenizer)
+    return run.go(model)
+
+
+def _check_budget(cfg: Config, n_train: int) -> None:
+    t = cfg.train
+    if t.batch_size < 1 or t.grad_accum < 1:
+        raise LmforgeError("train.batch_size and train.grad_accum must be at least 1")
+    if t.epochs <= 0 and t.max_steps <= 0:
+        raise LmforgeError("train.epochs or train.max_steps must be positive")
+    if n_train == 0:
+        raise LmforgeError("no training examples left after validation")
+
+
+class _Run:
+    """State of one fit() call; split into methods only to keep each step readable."""
+
+    def __init__(self, cfg: Config, task: Any, acc: Any, train: Features, evaluation: Features,
+                 out: Path, precision: str, tokenizer: Any):
+        self.cfg, self.t, self.task, self.acc = cfg, cfg.train, task, acc
+        self.train, self.evaluation, self.out, self.precision, self.tokenizer = train, evaluation, out, precision, tokenizer
+        self.lengths = [len(f["input_ids"]) for f in train]
+        self.batches_per_epoch = math.ceil(len(train) / self.t.batch_size)
+        self.total = planned_steps(cfg, self.batches_per_epoch)
+        self.metric = self.t.metric or task.default_metric
+        self.lower_better = any(word in self.metric for word in LOWER_IS_BETTER)
+        self.main = acc.is_main_process
+
+    def go(self, model: Any) -> FitResult:
+        optimizer = build_optimizer(model, self.t)
+        self.scheduler = build_scheduler(optimizer, self.t, self.total)
+        self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        state = self._start_state()
+        logger.info(f"training: {len(self.train)} examples, {self.total} steps of {self.t.batch_size}, "
+                    f"{self.precision} on {self.acc.device} x{self.acc.num_processes}")
+        stopped = self._train(state)
+        if state.evaluated_at != state.step:  # budgets can stop between evaluations
+            self._evaluate_and_checkpoint(state)
+        self._close()
+        return FitResult(self.out / "best", state.best, state.history, state.step, stopped, self.precision)
+
+    def _start_state(self) -> TrainState:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.logs = open(self.out / "train_log.jsonl", "a", encoding="utf-8") if self.main else None
+        self.tb = _tensorboard(self.out / "tensorboard") if self.main else None
+        ckpt = self.out / "checkpoint"
+        if not self.t.resume:
+            return TrainState()
+        if not (ckpt / "state.json").is_file():
+            raise LmforgeError(f"--resume: no checkpoint in {ckpt}")
+        state = load_checkpoint(ckpt, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler,
+                                self.acc.process_index)
+        logger.info(f"resumed from {ckpt} at step {state.step}")
+        return state
+
+    def _train(self, state: TrainState) -> str:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total, initial=state.step, disable=not self.main, unit="step", dynamic_ncols=True)
+        self.model.train()
+        started, stopped = time.monotonic() - state.elapsed, "completed"
+        seen, window = 0, time.monotonic()
+        while state.step < self.total and stopped == "completed":
+            plan = plan_epoch(self.lengths, self.t.batch_size, self.t.seed, state.epoch)
+            while state.batch < len(plan) and state.step < self.total:
+                loss = self._step(plan[state.batch])
+                state.step, state.batch = state.step + 1, state.batch + 1
+                state.elapsed = time.monotonic() - started
+                seen += len(plan[state.batch - 1])
+                bar.update(1)
+                if state.step % self.t.log_every == 0 or state.step == 1:
+                    rate, seen, window = seen / max(time.monotonic() - window, 1e-9), 0, time.monotonic()
+                    self._log(state, {"train_loss": loss, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate})
+                    bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
+                if self.t.eval_every and state.step % self.t.eval_every == 0:
+                    stopped = self._evaluate_and_checkpoint(state) or stopped
+                elif self.t.save_every and state.step % self.t.save_every == 0:
+                    self._checkpoint(state)
+                if self.t.max_time and state.elapsed >= self.t.max_time:
+                    stopped = "max_time"
+                if stopped != "completed":
+                    break
+            if state.batch >= len(plan):
+                state.epoch, state.batch = state.epoch + 1, 0
+                if not self.t.eval_every and stopped == "completed":
+                    stopped = self._evaluate_and_checkpoint(state) or stopped
+        bar.close()
+        if stopped == "completed" and self.t.max_steps and state.step >= self.t.max_steps:
+            stopped = "max_steps"
+        logger.info(f"training stopped ({stopped}) at step {state.step} after {state.elapsed:.0f}s")
+        return stopped
+
+    def _step(self, batch: list[int]) -> float:
+        """One optimizer step on one global batch; returns the batch's mean loss."""
+        acc = self.acc
+        parts = micro_batches(batch, self.lengths, self.t.grad_accum, acc.num_processes, acc.process_index)
+        total = sum(self.task.count(self.train[i]) for i in batch)
+        scale = acc.num_processes / total  # DDP averages over processes; undo that to get the global mean
+        summed = torch.zeros((), device=acc.device)
+        for n, part in enumerate(parts):
+            # An empty share still runs (with zero weight) so every process joins the gradient sync.
+            examples, weight = (part, 1.0) if part else (batch[:1], 0.0)
+            last = n == len(parts) - 1
+            with nullcontext() if last else acc.no_sync(self.model):
+                inputs = self._to_device(self.task.collate([self.train[i] for i in examples]))
+                loss = self.task.loss(self.model, inputs) * weight
+                acc.backward(loss * scale)
+            summed += loss.detach()
+        if self.t.max_grad_norm > 0:
+            acc.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(acc.reduce(summed, "sum")) / total
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.acc.device, non_blocking=True) for k, v in batch.items()}
+
+    def _evaluate(self, state: TrainState) -> dict[str, float]:
+        """Score the evaluation split, sharded over processes, and log the result."""
+        acc = self.acc
+        mine = list(range(acc.process_index, len(self.evaluation), acc.num_processes))
+        outputs = run_forward(self.task, self.model, self.evaluation, self.t.batch_size * 2, acc.device,
+                              self.precision, mine)
+        shards = acc.gather_object([(mine, outputs)]) if acc.num_processes > 1 else [(mine, outputs)]
+        scores = self.task.score(merge_shards(shards), self.evaluation)
+        record = {f"eval_{k}": v for k, v in scores.items()}
+        self._log(state, record)
+        logger.info("eval @ step %d: %s", state.step, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        return scores
+
+    def _evaluate_and_checkpoint(self, state: TrainState) -> str | None:
+        """Evaluate, keep the best model, write a resumable checkpoint; 'early_stopping' when patience runs out."""
+        scores = self._evaluate(state)
+        state.evaluated_at = state.step
+        if self.metric not in scores:
+            raise LmforgeError(f"train.metric '{self.metric}' is not computed (available: {', '.join(scores)})")
+        value = scores[self.metric]
+        improved = state.best is None or (value < state.best if self.lower_better else value > state.best)
+        if improved:
+            state.best, state.bad_evals = value, 0
+            if self.main:
+                save_model_folder(self.out / "best", self.acc.unwrap_model(self.model), self.tokenizer, self.cfg)
+            logger.info(f"new best {self.metric}={value:.4f}: saved {self.out / 'best'}")
+        else:
+            state.bad_evals += 1
+        self._checkpoint(state)
+        if self.t.patience and state.bad_evals >= self.t.patience:
+            return "early_stopping"
+        return None
+
+    def _checkpoint(self, state: TrainState) -> None:
+        rngs = self.acc.gather_object([rng_state()]) if self.acc.num_processes > 1 else [rng_state()]
+        if self.main:
+            save_checkpoint(self.out / "checkpoint", self.acc.unwrap_model(self.model), self.optimizer,
+                            self.scheduler, state, rngs)
+        self.acc.wait_for_everyone()
+
+    def _log(self, state: TrainState, values: dict[str, float]) -> None:
+        record = {"step": state.step, "epoch": round(state.epoch + state.batch / self.batches_per_epoch, 4), **values}
+        state.history.append(record)
+        if self.logs:
+            self.logs.write(json.dumps(record) + "\n")
+            self.logs.flush()
+        if self.tb:
+            for key, value in values.items():
+                self.tb.add_scalar(key, value, state.step)
+
+    def _close(self) -> None:
+        if self.logs:
+            self.logs.close()
+        if self.tb:
+            self.tb.close()
+
+
+def _tensorboard(folder: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional; the JSONL log always exists
+        return None
+    return SummaryWriter(str(folder))
