@@ -68,6 +68,7 @@ class Classification:
             raise LmforgeError("data.train is empty: give a training file")
         problems: list[Problem] = []
         train = self._read(d.train, problems)
+        duplicates = duplicate_count(train.texts)  # counted before a validation share is held out
         self.label_names = sorted({name for labels in train.labels for name in self._names(labels)})
         if len(self.label_names) < 2 and not self.multi:
             problems.append(Problem(d.train, d.label_column, f"need at least 2 classes, found {self.label_names}"))
@@ -80,6 +81,8 @@ class Classification:
             problems += self._unseen_labels(split)
         if problems:
             raise DataError(problems)
+        if duplicates:
+            logger.warning(f"{duplicates} duplicate texts in {d.train}")
         self._warn_overlaps(train, validation, test)
         data = Data(train, validation, test, self.label_names)
         if self.cfg.classification.class_weights:
@@ -115,9 +118,10 @@ class Classification:
         texts, labels, locations = [], [], []
         for row in rows:
             label = self._parse_label(row, problems)
-            if row.location in bad or label is None:
+            text = row.values.get(self.cfg.data.text_column)
+            if row.location in bad or label is None or not isinstance(text, str):
                 continue
-            texts.append(row.values[self.cfg.data.text_column])
+            texts.append(text)
             labels.append(label)
             locations.append(row.location)
         return Split(path, texts, labels, locations)
@@ -163,9 +167,6 @@ class Classification:
         return pick(keep, train.source), pick(held, f"{train.source} (held-out {fraction:.0%})")
 
     def _warn_overlaps(self, train: Split, validation: Split, test: Split) -> None:
-        dups = duplicate_count(train.texts)
-        if dups:
-            logger.warning(f"{dups} duplicate texts in {train.source}")
         for split in {id(validation): validation, id(test): test}.values():
             shared = overlap_count(train.texts, split.texts)
             if shared:

@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny tokenizer and a small synthetic bilingual sentiment set, built offline."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+from lmforge import config
+
+POSITIVE = ["很好", "不错", "喜欢", "满意", "推荐", "great", "good"]
+NEGATIVE = ["很差", "失望", "糟糕", "退货", "不好", "bad", "awful"]
+FILLER = ["这个", "酒店", "房间", "服务", "东西", "质量", "价格", "the", "room", "was"]
+
+
+def review(rng: random.Random, label: str) -> str:
+    words = rng.sample(FILLER, 3) + [rng.choice(POSITIVE if label == "pos" else NEGATIVE)]
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with tok/ (a ~60-entry WordPiece vocab), train.csv (240 rows) and test.csv (60 rows)."""
+    from transformers import BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny")
+    rng = random.Random(0)
+    rows = lambda n: [(review(rng, label), label) for label in (rng.choice(["pos", "neg"]) for _ in range(n))]
+    write_csv(root / "train.csv", rows(240))
+    write_csv(root / "test.csv", rows(60))
+    chars = sorted({c for w in POSITIVE + NEGATIVE + FILLER if not w.isascii() for c in w})
+    words = [w for w in POSITIVE + NEGATIVE + FILLER if w.isascii()]
+    (root / "tok").mkdir()
+    (root / "tok" / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *words]) + "\n")
+    BertTokenizerFast.from_pretrained(root / "tok").save_pretrained(root / "tok")
+    return root
+
+
+@pytest.fixture
+def tiny_cfg(tiny: Path, tmp_path: Path):
+    """A config that trains the tiny preset on the tiny data into a fresh output_dir."""
+
+    def make(*overrides: str) -> config.Config:
+        base = [
+            f"data.train={tiny / 'train.csv'}", f"data.test={tiny / 'test.csv'}", "model.preset=tiny",
+            f"model.tokenizer={tiny / 'tok'}", f"output_dir={tmp_path / 'run'}", "train.epochs=2",
+            "train.batch_size=16", "train.lr=2e-3", "train.seed=0", "train.precision=fp32",
+        ]
+        return config.load(None, base + list(overrides))
+
+    return make
