@@ -1,0 +1,32 @@
+"""Run by test_distributed under 1 or 2 processes: train the tiny model without dropout, save weights."""
+
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+from lmforge import config
+from lmforge.registry import build_task
+from lmforge.train.loop import fit
+
+
+def main(out: str, overrides: list[str]) -> None:
+    cfg = config.load(None, overrides)
+    task = build_task(cfg.task, cfg)
+    data = task.load_data()
+    model, tok = task.build_model(data)
+    for module in model.modules():  # each process would draw its own dropout masks
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    task.bind(model, tok)
+    result = fit(cfg, task, model, tok, task.encode(data.train, tok), task.encode(data.validation, tok))
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)
+    evals = [r for r in result.history if "eval_loss" in r]
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    print("EVAL", evals[-1]["eval_loss"], evals[-1]["eval_accuracy"], world)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
