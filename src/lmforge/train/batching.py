@@ -61,5 +61,5 @@ def pad_collate(features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.
     batch = {"input_ids": ids, "attention_mask": mask}
     for key in features[0]:
         if key != "input_ids":
-            batch[key] = torch.as_tensor([f[key] for f in features])
+            batch[key] = torch.as_tensor(np.asarray([f[key] for f in features]))
     return batch
