@@ -3,7 +3,7 @@
 Variants, each in its own process (so peak RSS is its own):
   lmforge          `fit` with defaults (bf16 autocast on AMX, length-grouped dynamic padding)
   trainer-default  HF Trainer, TrainingArguments defaults (fp32), dynamic padding collator
-  trainer-best     HF Trainer with its best CPU settings: bf16=True, group_by_length=True
+  trainer-best     HF Trainer with its best CPU settings: bf16=True, group_by_length (v5: train_sampling_strategy)
 Every variant evaluates and saves once per epoch, so they do the same work. Training wall time
 covers the whole train call; validation accuracy is computed the same way for all (fp32 forward).
 
@@ -76,17 +76,21 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
 
 
 def _trainer(name: str, cfg, model, tok, train, val, out: Path) -> None:
+    import torch
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     rows = lambda feats: Dataset.from_list([{"input_ids": f["input_ids"], "labels": int(f["labels"])} for f in feats])
     best = name == "trainer-best"
+    # transformers 5 spells the old group_by_length=True as train_sampling_strategy="group_by_length"
+    sampling = {"train_sampling_strategy": "group_by_length"} if best else {}
     targs = TrainingArguments(
         output_dir=str(out / "trainer"), num_train_epochs=cfg.train.epochs, learning_rate=cfg.train.lr,
         per_device_train_batch_size=cfg.train.batch_size, per_device_eval_batch_size=cfg.train.batch_size * 2,
         warmup_steps=int(0.1 * len(train) / cfg.train.batch_size * cfg.train.epochs), weight_decay=cfg.train.weight_decay,
         seed=cfg.train.seed, eval_strategy="epoch", save_strategy="epoch", report_to=[],
-        bf16=best, group_by_length=best, disable_tqdm=True, logging_strategy="no", use_cpu=True,
+        bf16=best, disable_tqdm=True, logging_strategy="no",
+        use_cpu=not torch.cuda.is_available(), **sampling,
     )
     Trainer(model=model, args=targs, train_dataset=rows(train), eval_dataset=rows(val),
             data_collator=DataCollatorWithPadding(tok)).train()
@@ -117,6 +121,7 @@ def main() -> None:
         if line is None:
             sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(line[7:]))
+        print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
     _print_table(results, args)
 
 

@@ -89,3 +89,11 @@ def test_predict_refuses_bad_input_and_writes_nothing(trained, tmp_path):
     out = tmp_path / "pred.jsonl"
     assert main(["predict", str(trained / "best"), "--input", str(bad), "--output", str(out)]) == 2
     assert not out.exists()
+
+
+def test_evaluate_report_has_training_curves(trained, tiny, tmp_path):
+    assert main(["evaluate", str(trained / "best"), "--data", str(tiny / "test.csv"), "--out", str(tmp_path / "e"),
+                 "--no-baseline"]) == 0
+    report = (tmp_path / "e" / "report.html").read_text(encoding="utf-8")
+    assert report.count("data:image/png;base64,") >= 2  # loss/metric curves from train_log.jsonl + confusion map
+    assert "baseline" not in json.loads((tmp_path / "e" / "metrics.json").read_text())

@@ -19,7 +19,8 @@ def run(model: str, data: str, out: str, precision: str = "auto", batch_size: in
     loaded = load(model, precision=precision, batch_size=batch_size)
     split = loaded.task.read_split(data)
     train = _training_split(loaded) if baseline else None
-    return write_evaluation(loaded, split, Path(out), train=train, title=f"{Path(model).name} on {Path(data).name}")
+    return write_evaluation(loaded, split, Path(out), train=train, history=_history(Path(model)),
+                            title=f"{Path(model).name} on {Path(data).name}")
 
 
 def write_evaluation(loaded: Loaded, split: Any, out: Path, *, train: Any = None, history: list | None = None,
@@ -45,6 +46,14 @@ def write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _history(model: Path) -> list[dict[str, Any]] | None:
+    """The training log of the run that wrote this folder (runs/x/best -> runs/x/train_log.jsonl)."""
+    log = model.parent / "train_log.jsonl"
+    if not log.is_file():
+        return None
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _training_split(loaded: Loaded) -> Any:

@@ -17,7 +17,7 @@ def tfidf_probs(train_texts: Sequence[str], targets: np.ndarray, texts: Sequence
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
     features = vectorizer.fit_transform(train_texts)
     if targets.ndim == 2:
         model = OneVsRestClassifier(LogisticRegression(max_iter=1000, random_state=seed)).fit(features, targets)

@@ -50,10 +50,10 @@ class Classification:
     name = "classification"
     auto_class = "AutoModelForSequenceClassification"
 
-    def __init__(self, cfg: Config, label_names: list[str] | None = None):
+    def __init__(self, cfg: Config):
         self.cfg = cfg
         self.multi = cfg.classification.multi_label
-        self.label_names = label_names or []
+        self.label_names: list[str] = []
         self.class_weights: torch.Tensor | None = None
 
     @property

@@ -25,7 +25,7 @@ from lmforge.tasks.base import Features
 from lmforge.train.batching import micro_batches, plan_epoch
 from lmforge.train.checkpoint import (TrainState, load_checkpoint, rng_state, save_checkpoint,
                                       save_model_folder)
-from lmforge.train.device import pick_device, resolve_precision
+from lmforge.train.device import autocast, pick_device, resolve_precision
 from lmforge.train.infer import merge_shards, run_forward
 from lmforge.train.optim import build_optimizer, build_scheduler
 
@@ -55,7 +55,9 @@ def fit(cfg: Config, task: Any, model: Any, tokenizer: Any, train: Features, eva
     _check_budget(cfg, len(train))
     out = Path(cfg.output_dir)
     precision = resolve_precision(cfg.train.precision, pick_device())
-    acc = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    # Autocast is applied by the loop, not by accelerate: accelerate fixes the precision once per
+    # process, and one Python process may run several fits (tests, notebooks, sweeps).
+    acc = Accelerator()
     run = _Run(cfg, task, acc, train, evaluation, out, precision, tokenizer)
     return run.go(model)
 
@@ -161,7 +163,8 @@ class _Run:
             last = n == len(parts) - 1
             with nullcontext() if last else acc.no_sync(self.model):
                 inputs = self._to_device(self.task.collate([self.train[i] for i in examples]))
-                loss = self.task.loss(self.model, inputs) * weight
+                with autocast(self.precision, acc.device):
+                    loss = self.task.loss(self.model, inputs) * weight
                 acc.backward(loss * scale)
             summed += loss.detach()
         if self.t.max_grad_norm > 0:
