@@ -78,14 +78,40 @@ class ClassificationConfig:
 
 
 @dataclass
+class LoraConfig:
+    r: int = opt(8, "rank of the low-rank update")
+    alpha: int = opt(16, "scale of the update (alpha / r multiplies it)")
+    dropout: float = opt(0.05, "dropout on the LoRA input")
+    target_modules: list[str] = opt([], "module names to adapt (empty: every linear layer except the output head)")
+
+
+@dataclass
+class GenerationConfig:
+    template: str = opt("plain", "built-in prompt template used when the model has no chat template: plain")
+    system: str = opt("", "system prompt put before every conversation (empty: none)")
+    question_column: str = opt("", "question column of Q&A data (default: detected)")
+    answer_column: str = opt("", "answer column of Q&A data (default: detected)")
+    max_new_tokens: int = opt(128, "longest generated answer in tokens")
+    do_sample: bool = opt(False, "sample instead of greedy decoding")
+    temperature: float = opt(0.7, "sampling temperature (with do_sample)")
+    top_p: float = opt(0.9, "nucleus sampling mass (with do_sample)")
+    top_k: int = opt(50, "sample among the k most likely tokens (with do_sample; 0: off)")
+    repetition_penalty: float = opt(1.0, "penalty > 1 discourages repeating tokens")
+    stop: list[str] = opt([], "extra strings that end an answer (EOS and the template's end-of-turn always do)")
+
+
+@dataclass
 class Config:
-    task: str = opt("classification", "what to train: classification")
+    task: str = opt("classification", "what to train: classification | generation")
+    method: str = opt("full", "full: train every weight | lora: train low-rank adapters (peft)")
     output_dir: str = opt("runs/default", "where the run writes checkpoints, logs, metrics and the best model")
     overwrite: bool = opt(False, "allow writing into a non-empty output_dir that is not being resumed")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = Config) -> Any:

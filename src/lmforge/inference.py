@@ -35,6 +35,14 @@ class Loaded:
         features = self.task.encode(split, self.tokenizer)
         return run_forward(self.task, self.model, features, self.batch_size, self.device, self.precision)
 
+    def generate(self, questions: list[str]) -> list[str]:
+        """Answers to single-turn questions, formatted with the model's saved chat template."""
+        from lmforge.generation import generate
+
+        split = self.task.read_list(questions)
+        return generate(self.model, self.tokenizer, split.conversations, self.cfg.generation, self.device,
+                        self.precision, batch_size=self.batch_size)
+
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         """Predictions for raw texts, in order."""
         if isinstance(texts, str):
@@ -52,8 +60,8 @@ def load(path: str | Path, precision: str = "auto", batch_size: int = 64) -> Loa
     import transformers
 
     folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise LmforgeError(f"not a model folder (no config.json): {folder}")
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        raise LmforgeError(f"not a model folder (no config.json or adapter_config.json): {folder}")
     cfg = run_config(folder)
     task = build_task(cfg.task, cfg)
     model = _hub_free_load(getattr(transformers, task.auto_class), folder)

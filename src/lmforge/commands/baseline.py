@@ -20,7 +20,7 @@ def run(cfg: Config) -> dict[str, Any]:
     data = task.load_data()
     check_output_dir(cfg)
     out = Path(cfg.output_dir)
-    metrics, errors = task.report(task.baseline(data.train, data.test), data.test)
+    metrics, errors = task.baseline(data.train, data.test)
     config_mod.save(cfg, out / "config.yaml")
     write_json(out / "metrics.json", metrics)
     write_report(out / "report.html", title=f"TF-IDF baseline: {out.name}", metrics=metrics, errors=errors,

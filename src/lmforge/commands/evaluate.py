@@ -27,15 +27,17 @@ def write_evaluation(loaded: Loaded, split: Any, out: Path, *, train: Any = None
                      title: str = "evaluation", notes: list[str] | None = None) -> dict[str, Any]:
     """Metrics of `loaded` on `split` (and of the TF-IDF baseline trained on `train`), written to `out`."""
     task = loaded.task
-    metrics, errors = task.report(loaded.outputs(split), split)
+    metrics, errors = task.report(loaded, split)
     metrics["precision_mode"] = loaded.precision
-    base = task.report(task.baseline(train, split), split)[0] if train is not None else None
+    reference = task.baseline(train, split) if train is not None else None
+    base = reference[0] if reference else None
     if base is not None:
         metrics["baseline"] = base
     write_json(out / "metrics.json", metrics)
     write_report(out / "report.html", title=title, metrics=metrics, history=history, errors=errors,
                  baseline=base, notes=notes)
-    summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("accuracy", "f1_macro") if isinstance(metrics.get(k), float))
+    shown = ("accuracy", "f1_macro", "perplexity", "token_f1", "rouge_l")
+    summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in shown if isinstance(metrics.get(k), float))
     logger.info(f"{title}: {summary}; wrote {out / 'metrics.json'} and {out / 'report.html'}")
     return metrics
 

@@ -16,6 +16,32 @@ ENCODER_PRESETS: dict[str, dict[str, int]] = {
     "small": {"hidden_size": 512, "num_hidden_layers": 4, "num_attention_heads": 8, "intermediate_size": 2048},
 }
 
+DECODER_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "intermediate_size": 192},
+    "mini": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
+             "intermediate_size": 768},
+    "small": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 4,
+              "intermediate_size": 1536},
+}
+
+
+def decoder_config(preset: str, vocab_size: int, tokenizer: Any, max_length: int) -> Any:
+    """A Llama config of the named size for this tokenizer (RoPE, SwiGLU, RMSNorm, GQA)."""
+    from transformers import LlamaConfig
+
+    if preset not in DECODER_PRESETS:
+        raise LmforgeError(f"unknown model.preset '{preset}' (available: {', '.join(DECODER_PRESETS)})")
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=max(2048, max_length),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        **DECODER_PRESETS[preset],
+    )
+
 
 def encoder_config(preset: str, vocab_size: int, pad_token_id: int, max_length: int, **extra: Any) -> Any:
     """A BERT config of the named size for this tokenizer."""

@@ -50,3 +50,9 @@ class Task(Protocol):
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
         """Scalar metrics from outputs, used for best-checkpoint choice and logs."""
+
+    def report(self, loaded: Any, split: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Full metrics of a loaded model (`lmforge.inference.Loaded`) on a split, and examples to show."""
+
+    def baseline(self, train: Any, split: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The task's non-neural reference scored on `split`, in the same form as `report`."""

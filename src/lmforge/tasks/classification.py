@@ -273,7 +273,18 @@ class Classification:
         """How sure each prediction is: top probability, or the mean certainty of each label decision."""
         return np.maximum(probs, 1 - probs).mean(-1) if self.multi else probs.max(-1)
 
-    def report(self, outputs: Outputs, split: Split, limit: int = 50) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def report(self, loaded: Any, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Full metrics of a loaded model on `split`, and its most confident wrong predictions."""
+        return self._report(loaded.outputs(split), split)
+
+    def baseline(self, train: Split, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Char 1-3-gram TF-IDF + logistic regression on `split`: the bar a model must clear."""
+        from lmforge.evaluate.baseline import tfidf_probs
+
+        probs = tfidf_probs(train.texts, self.targets(train), split.texts, self.cfg.train.seed)
+        return self._report({"probs": probs}, split)
+
+    def _report(self, outputs: Outputs, split: Split, limit: int = 50) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Full metrics, and the most confident wrong predictions (where a person learns most)."""
         confidence = self.confidence(outputs["probs"])
         wrong = [
@@ -283,8 +294,3 @@ class Classification:
         ]
         return self.metrics(outputs, self.targets(split)), sorted(wrong, key=lambda e: -e["confidence"])[:limit]
 
-    def baseline(self, train: Split, split: Split) -> Outputs:
-        """Char 1-3-gram TF-IDF + logistic regression outputs on `split`: the bar a model must clear."""
-        from lmforge.evaluate.baseline import tfidf_probs
-
-        return {"probs": tfidf_probs(train.texts, self.targets(train), split.texts, self.cfg.train.seed)}

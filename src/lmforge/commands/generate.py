@@ -1,0 +1,89 @@
+"""`lmforge generate MODEL --input questions.jsonl --output answers.jsonl` and `lmforge chat MODEL`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from lmforge.errors import LmforgeError
+from lmforge.inference import load
+from lmforge.log import logger
+
+
+def run(model: str, input: str, output: str, precision: str = "auto", batch_size: int = 8) -> int:
+    """Answer the last user turn of every conversation (or question) in `input`; write JSONL."""
+    loaded = _generator(model, precision, batch_size)
+    split = loaded.task.read_split(input) if _has_answers(input) else _questions(loaded, input)
+    from lmforge.generation import generate
+
+    prompts = [c[:-1] if c[-1]["role"] == "assistant" else c for c in split.conversations]
+    answers = generate(loaded.model, loaded.tokenizer, prompts, loaded.cfg.generation, loaded.device,
+                       loaded.precision, batch_size=batch_size)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for prompt, answer in zip(prompts, answers):
+            f.write(json.dumps({"question": prompt[-1]["content"], "answer": answer}, ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    logger.info(f"wrote {len(answers)} answers to {out}")
+    return len(answers)
+
+
+def chat(model: str, precision: str = "auto") -> None:
+    """Interactive multi-turn chat on the terminal, streaming each answer as it is generated."""
+    from lmforge.generation import stream
+
+    loaded = _generator(model, precision, 1)
+    history = loaded.task.read_list([""]).conversations[0][:-1]  # the system prompt, if any
+    print("type a message; an empty line or Ctrl-D ends the chat", file=sys.stderr)
+    while True:
+        try:
+            text = input("> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        history.append({"role": "user", "content": text})
+        pieces = []
+        for piece in stream(loaded.model, loaded.tokenizer, history, loaded.cfg.generation, loaded.device, loaded.precision):
+            print(piece, end="", flush=True)
+            pieces.append(piece)
+        print()
+        history.append({"role": "assistant", "content": "".join(pieces).strip()})
+
+
+def merge(model: str, out: str) -> None:
+    """Fold LoRA adapters into the base weights: a plain HF folder servable without peft."""
+    from lmforge.models.lora import merge_folder
+
+    merge_folder(Path(model), Path(out))
+
+
+def _generator(model: str, precision: str, batch_size: int):
+    loaded = load(model, precision=precision, batch_size=batch_size)
+    if loaded.task.name != "generation":
+        raise LmforgeError(f"{model} is a {loaded.task.name} model; generate/chat need a generation model")
+    return loaded
+
+
+def _has_answers(path: str) -> bool:
+    """Whether the file carries reference answers (then it is read as Q&A/conversations)."""
+    from lmforge.data.readers import read_rows
+
+    rows = read_rows(path)
+    columns = set().union(*(r.values for r in rows[:20])) if rows else set()
+    return bool(columns & {"answer", "output", "response", "completion", "messages", "conversations"})
+
+
+def _questions(loaded, path: str):
+    """A file of bare questions: the `question` (or `text`/`prompt`/`instruction`) column."""
+    from lmforge.data.readers import read_rows
+
+    rows = read_rows(path, loaded.cfg.data.encoding)
+    for column in ("question", "text", "prompt", "instruction", "query"):
+        if rows and all(isinstance(r.values.get(column), str) and r.values[column].strip() for r in rows):
+            return loaded.task.read_list([r.values[column] for r in rows])
+    raise LmforgeError(f"{path}: expected a non-empty question column (question, text, prompt, instruction or query)")

@@ -1,0 +1,190 @@
+"""Generative QA / instruction following: supervised fine-tuning of a causal LM on conversations.
+
+Loss is taken on assistant tokens only (the prompt is labelled -100), and each assistant turn's
+end-of-turn/EOS token is among its labels even when pad == eos, so the model learns to stop.
+Packing is off: length-grouped batches already leave little padding (see the spine's bench), and
+packing without cross-example attention needs variable-length attention kernels that SDPA on CPU
+does not provide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmforge.config import Config
+from lmforge.data.conversations import detect_format, to_conversations
+from lmforge.data.readers import read_rows
+from lmforge.data.validate import stratified_split
+from lmforge.errors import LmforgeError
+from lmforge.log import logger
+from lmforge.registry import register_task
+from lmforge.tasks.base import Features, Outputs
+from lmforge.train.batching import pad_collate
+
+Conversation = list[dict[str, str]]
+
+
+@dataclass
+class Split:
+    source: str
+    conversations: list[Conversation]
+    locations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Data:
+    train: Split
+    validation: Split
+    test: Split
+
+
+@register_task("generation")
+def build(cfg: Config) -> "Generation":
+    return Generation(cfg)
+
+
+class Generation:
+    name = "generation"
+    auto_class = "AutoModelForCausalLM"
+    default_metric = "loss"
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.pad_id = 0
+
+    # ---- data -------------------------------------------------------------------------------
+    def load_data(self) -> Data:
+        d = self.cfg.data
+        if not d.train:
+            raise LmforgeError("data.train is empty: give a file of Q&A pairs or conversations")
+        train = self.read_split(d.train)
+        if d.validation:
+            validation = self.read_split(d.validation)
+        else:
+            keep, held = stratified_split(["all"] * len(train.conversations), d.validation_fraction, self.cfg.train.seed)
+            pick = lambda idx, name: Split(name, [train.conversations[i] for i in idx], [train.locations[i] for i in idx])
+            train, validation = pick(keep, train.source), pick(held, f"{train.source} (held-out {d.validation_fraction:.0%})")
+            logger.info(f"no data.validation: holding out {len(held)} conversations")
+        test = self.read_split(d.test) if d.test else validation
+        return Data(train, validation, test)
+
+    def read_split(self, path: str) -> Split:
+        """Conversations of a file in any accepted format (detected), every row validated."""
+        g = self.cfg.generation
+        rows = read_rows(path, self.cfg.data.encoding)
+        fmt = detect_format(rows, g.question_column, g.answer_column)
+        pairs = to_conversations(rows, fmt, g.question_column, g.answer_column)
+        system = [{"role": "system", "content": g.system}] if g.system else []
+        conversations = [c if c[0]["role"] == "system" or not system else system + c for _, c in pairs]
+        logger.info(f"{path}: {len(pairs)} conversations ({fmt} format)")
+        return Split(path, conversations, [loc for loc, _ in pairs])
+
+    def read_list(self, questions: list[str]) -> Split:
+        system = [{"role": "system", "content": self.cfg.generation.system}] if self.cfg.generation.system else []
+        return Split("<input>", [system + [{"role": "user", "content": q}] for q in questions])
+
+    # ---- model ------------------------------------------------------------------------------
+    def build_model(self, data: Data) -> tuple[Any, Any]:
+        from lmforge.models.causal import build_causal_lm
+
+        return build_causal_lm(self.cfg)
+
+    def bind(self, model: Any, tokenizer: Any) -> None:
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def encode(self, split: Split, tokenizer: Any) -> Features:
+        """input_ids with labels on assistant tokens; rows that lose answer tokens are counted."""
+        features, lost, cut = [], 0, 0
+        for conversation in split.conversations:
+            ids, labels = encode_conversation(tokenizer, conversation)
+            if len(ids) > self.cfg.model.max_length:
+                kept = labels[: self.cfg.model.max_length]
+                if all(x == -100 for x in kept):
+                    lost += 1
+                    continue
+                cut += 1
+                ids, labels = ids[: self.cfg.model.max_length], kept
+            features.append({"input_ids": ids, "labels": labels, "n_targets": sum(x != -100 for x in labels[1:])})
+        if lost or cut:
+            logger.warning(f"{split.source}: model.max_length={self.cfg.model.max_length} drops {lost} conversations "
+                           f"whose whole answer would be cut, and shortens the answer of {cut} more")
+        return features
+
+    # ---- loop hooks -------------------------------------------------------------------------
+    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+        return pad_collate(features, self.pad_id, padded={"labels": -100})
+
+    def count(self, feature: dict[str, Any]) -> int:
+        return feature["n_targets"]
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._token_losses(model, batch).sum()
+
+    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+        losses = self._token_losses(model, batch)
+        return {"nll": losses.sum(1).detach().cpu().numpy(),
+                "tokens": (batch["labels"][:, 1:] != -100).sum(1).cpu().numpy()}
+
+    def _token_losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-token next-token cross-entropy (batch, length-1); 0 where no label."""
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        target = batch["labels"][:, 1:]
+        return F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=-100, reduction="none")
+
+    def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
+        loss = float(outputs["nll"].sum() / max(outputs["tokens"].sum(), 1))
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+    # ---- results ----------------------------------------------------------------------------
+    def report(self, loaded: Any, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Perplexity on the reference answers, then generated answers scored against them."""
+        from lmforge.evaluate.generation_metrics import generation_metrics, token_f1
+        from lmforge.generation import generate
+
+        metrics: dict[str, Any] = self.score(loaded.outputs(split), [])
+        prompts = [c[:-1] for c in split.conversations]
+        references = [c[-1]["content"] for c in split.conversations]
+        predictions = generate(loaded.model, loaded.tokenizer, prompts, self.cfg.generation, loaded.device,
+                               loaded.precision, batch_size=loaded.batch_size)
+        metrics.update(generation_metrics(predictions, references))
+        examples = [{"text": p[-1]["content"], "label": ref, "pred": pred, "confidence": token_f1(pred, ref)}
+                    for p, ref, pred in zip(prompts, references, predictions)]
+        return metrics, sorted(examples, key=lambda e: e["confidence"])[:50]
+
+    def baseline(self, train: Split, split: Split) -> None:
+        return None  # retrieval-only answering (the knowledge-base) is the reference; not built yet
+
+    def predictions(self, outputs: Outputs) -> list[dict[str, Any]]:
+        raise LmforgeError("generation models answer with `lmforge generate`, not `lmforge predict`")
+
+
+def encode_conversation(tokenizer: Any, conversation: Conversation) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered conversation, and labels that are -100 outside assistant turns.
+
+    Assistant spans are found as character ranges (prompt-so-far vs. prompt-plus-answer), then mapped
+    to tokens through offsets, so tokenising the text in one piece never shifts a label.
+    """
+    text = tokenizer.apply_chat_template(conversation, tokenize=False)
+    spans = []
+    for i, message in enumerate(conversation):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(conversation[:i], tokenize=False, add_generation_prompt=True)
+        upto = tokenizer.apply_chat_template(conversation[: i + 1], tokenize=False)
+        if not text.startswith(upto) or not upto.startswith(before):
+            raise LmforgeError("the chat template renders a conversation differently from its prefix; "
+                               "cannot tell answer tokens apart (use generation.template=plain)")
+        spans.append((len(before), len(upto)))
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    starts = np.array([start for start, _ in enc["offset_mapping"]])
+    inside = np.zeros(len(starts), dtype=bool)
+    for lo, hi in spans:
+        inside |= (starts >= lo) & (starts < hi)
+    ids = enc["input_ids"]
+    return ids, [t if keep else -100 for t, keep in zip(ids, inside)]

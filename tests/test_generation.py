@@ -1,0 +1,133 @@
+"""Generation task: answer-only loss with EOS, templates, LoRA merge, decoding, CLI end to end."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmforge import config
+from lmforge.cli import main
+from lmforge.generation import ensure_template
+from lmforge.tasks.generation import encode_conversation
+
+PAIRS = [("什么是深度学习？", "深度学习是机器学习的一个分支。"), ("What is Python?", "A programming language."),
+         ("你好", "你好！有什么可以帮你？"), ("Who are you?", "I am a small test model.")]
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory) -> Path:
+    """A byte-level BPE tokenizer trained on the pairs, with pad == eos as in many real decoders."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    text = [q + " " + a for q, a in PAIRS] * 5 + ["### Question:\n### Answer:\n"]
+    tok.train_from_iterator(text, trainer)
+    folder = tmp_path_factory.mktemp("bpe")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="</s>")
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def qa_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("qa") / "qa.jsonl"
+    rows = [{"question": q, "answer": a} for q, a in PAIRS] * 12
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _cfg(bpe, qa_file, out, *extra):
+    return ["finetune", "task=generation", f"data.train={qa_file}", f"data.validation={qa_file}",
+            "model.preset=tiny", f"model.tokenizer={bpe}", f"output_dir={out}", "train.batch_size=8",
+            "train.lr=5e-3", "train.epochs=40", "train.seed=0", "train.precision=fp32", "train.warmup_ratio=0",
+            "generation.max_new_tokens=24", *extra]
+
+
+def test_only_answer_tokens_carry_loss_and_eos_is_trained(bpe):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(bpe)
+    ensure_template(tok, "plain")
+    conversation = [{"role": "user", "content": PAIRS[0][0]}, {"role": "assistant", "content": PAIRS[0][1]},
+                    {"role": "user", "content": PAIRS[1][0]}, {"role": "assistant", "content": PAIRS[1][1]}]
+    ids, labels = encode_conversation(tok, conversation)
+    assert tok.pad_token_id == tok.eos_token_id
+    labelled = [t for t in labels if t != -100]
+    assert tok.decode(labelled).replace("\n", "") == PAIRS[0][1] + "</s>" + PAIRS[1][1] + "</s>"
+    assert labelled.count(tok.eos_token_id) == 2  # each answer's EOS is a target, though pad == eos
+    assert PAIRS[0][0] not in tok.decode(labelled) and PAIRS[1][0] in tok.decode(ids)
+
+
+@pytest.fixture(scope="module")
+def trained(bpe, qa_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "run"
+    assert main(_cfg(bpe, qa_file, out)) == 0
+    return out
+
+
+def test_finetune_generate_evaluate_end_to_end(trained, qa_file, tmp_path):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["exact_match"] == 1.0, metrics  # memorised: greedy answers stop exactly at EOS
+    assert metrics["perplexity"] < 1.5
+    out = tmp_path / "answers.jsonl"
+    assert main(["generate", str(trained / "best"), "--input", str(qa_file), "--output", str(out)]) == 0
+    answers = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert answers[0] == {"question": PAIRS[0][0], "answer": PAIRS[0][1]}
+    assert main(["evaluate", str(trained / "best"), "--data", str(qa_file), "--out", str(tmp_path / "eval")]) == 0
+    for key in ["exact_match", "token_f1", "rouge_l", "bleu", "perplexity"]:
+        assert key in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+
+def test_template_is_saved_and_used_at_inference(trained):
+    import lmforge
+    from lmforge.generation import TEMPLATES
+
+    loaded = lmforge.load(trained / "best", precision="fp32")
+    assert loaded.tokenizer.chat_template == (TEMPLATES / "plain.jinja").read_text(encoding="utf-8")
+    assert loaded.generate([PAIRS[1][0]]) == [PAIRS[1][1]]
+
+
+def test_stop_strings_and_batched_equals_single(trained):
+    import lmforge
+    from lmforge.generation import generate
+
+    loaded = lmforge.load(trained / "best", precision="fp32")
+    prompts = [[{"role": "user", "content": q}] for q, _ in PAIRS]
+    batched = generate(loaded.model, loaded.tokenizer, prompts, loaded.cfg.generation, loaded.device, "fp32", batch_size=4)
+    single = [generate(loaded.model, loaded.tokenizer, [p], loaded.cfg.generation, loaded.device, "fp32")[0] for p in prompts]
+    assert batched == single == [a for _, a in PAIRS]
+    cfg = config.load(None, ["generation.stop=programming"]).generation
+    cut = generate(loaded.model, loaded.tokenizer, [prompts[1]], cfg, loaded.device, "fp32")
+    assert cut == ["A"]
+
+
+def test_lora_merge_matches_adapter(bpe, qa_file, tmp_path):
+    import lmforge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmforge.models.presets import decoder_config
+
+    tok = AutoTokenizer.from_pretrained(bpe)
+    base = tmp_path / "base"
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(decoder_config("tiny", len(tok), tok, 128)).save_pretrained(base)
+    tok.save_pretrained(base)
+    out = tmp_path / "lora"
+    assert main(_cfg(bpe, qa_file, out, "method=lora", "train.epochs=2", "lora.r=4", f"model.path={base}",
+                     "model.preset=")) == 0
+    assert (out / "best" / "adapter_config.json").is_file() and not (out / "best" / "model.safetensors").exists()
+    assert main(["merge", str(out / "best"), "--out", str(tmp_path / "merged")]) == 0
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    ids = tok("What is Python?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        adapter = lmforge.load(out / "best", precision="fp32").model(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")(ids).logits
+        original = AutoModelForCausalLM.from_pretrained(base)(ids).logits
+    torch.testing.assert_close(merged, adapter, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(original, merged, atol=1e-3)  # training really changed the model
