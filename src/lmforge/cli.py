@@ -54,6 +54,12 @@ COMMANDS: dict[str, Command] = {
                        flags=[_MODEL, (["--input"], {"required": True, "help": "file with a text column"}),
                               (["--output"], {"required": True, "help": "predictions file (.jsonl or .csv)"}),
                               _PRECISION, _BATCH]),
+    "redact": Command("lmforge.commands.redact:run", "replace emails, phones, IDs, bank cards, IPs and URL passwords with placeholders",
+                      flags=[(["input"], {"help": "data file (.csv, .tsv, .jsonl, .json or .parquet)"}),
+                             (["--out"], {"required": True, "help": "redacted copy, same format as the input"}),
+                             (["--report"], {"help": "also write the counts as JSON here"}),
+                             (["--columns"], {"help": "comma-separated columns to redact (default: every text field)"}),
+                             (["--encoding"], {"default": "utf-8", "help": "text encoding of the input and output"})]),
 }
 
 

@@ -1,0 +1,49 @@
+"""`lmforge redact INPUT --out FILE`: replace personal data in a data file with placeholders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lmforge.errors import LmforgeError
+from lmforge.log import logger
+from lmforge.privacy.pii import redact_file
+
+
+def run(input: str, out: str, report: str | None = None, columns: str | None = None,
+        encoding: str = "utf-8") -> dict:
+    """Redact `input` into `out` and return the report; with `report`, also save it as JSON."""
+    names = _parse_columns(columns)
+    if report is not None:
+        _check_report_path(Path(report), Path(input), Path(out))
+    result = redact_file(Path(input), Path(out), names, encoding)
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
+                                encoding="utf-8")
+    logger.info(_summary(result, out))
+    return result
+
+
+def _parse_columns(columns: str | None) -> list[str] | None:
+    """`--columns text,answer` -> ["text", "answer"]; an empty list would redact nothing."""
+    if columns is None:
+        return None
+    names = [name.strip() for name in columns.split(",") if name.strip()]
+    if not names:
+        raise LmforgeError("--columns names no column; give e.g. --columns text,answer")
+    return names
+
+
+def _check_report_path(report: Path, input: Path, out: Path) -> None:
+    """Checked before any work, so a wrong --report cannot clobber the data it describes."""
+    if report.resolve() in (input.resolve(), out.resolve()):
+        raise LmforgeError(f"--report {report} would overwrite a data file; choose another path")
+
+
+def _summary(result: dict, out: str) -> str:
+    """One line: how much was found, in how many rows, by kind."""
+    found = {kind: n for kind, n in result["counts"].items() if n}
+    kinds = ", ".join(f"{kind} {n}" for kind, n in found.items()) or "nothing found"
+    return (f"redacted {sum(found.values())} item(s) in {result['rows_changed']} of "
+            f"{result['rows']} rows ({kinds}) -> {out}")

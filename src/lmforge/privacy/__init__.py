@@ -1,0 +1,1 @@
+"""Privacy tools: finding and redacting personal data in training text."""
