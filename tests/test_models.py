@@ -73,9 +73,9 @@ def test_gguf_checkpoint_becomes_a_cached_hf_folder(tmp_path, monkeypatch):
     from lmforge.models import load as load_mod
 
     monkeypatch.setattr(load_mod, "GGUF_CACHE", tmp_path / "cache")
-    folder = load_mod._as_folder(str(gguf))
+    folder = load_mod.as_folder(str(gguf))
     assert (Path(folder) / "model.safetensors").is_file() and (Path(folder) / "config.json").is_file()
-    assert load_mod._as_folder(str(gguf)) == folder  # second use hits the cache
+    assert load_mod.as_folder(str(gguf)) == folder  # second use hits the cache
     config = json.loads((Path(folder) / "config.json").read_text())
     assert "quantization_config" not in config
     tok = load_tokenizer(ModelConfig(path=str(gguf)))

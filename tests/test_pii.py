@@ -240,3 +240,17 @@ def test_cli_redact_refuses_to_overwrite_the_input(tmp_path, capsys):
     assert main(["redact", str(src), "--out", str(tmp_path / "o.csv"), "--report", str(src)]) == 2
     assert "overwrite" in capsys.readouterr().err
     assert src.read_bytes() == before
+
+
+def test_finetune_data_loading_redacts_when_asked(tiny_cfg, tmp_path):
+    from conftest import write_csv
+    from lmforge.registry import build_task
+
+    rows = [("很好 联系我 13812345678", "pos"), ("很差 mail me at bob@example.com", "neg")] * 10
+    train = write_csv(tmp_path / "pii.csv", rows)
+    plain = build_task("classification", tiny_cfg(f"data.train={train}", "data.test=")).load_data()
+    assert any("13812345678" in t for t in plain.train.texts + plain.validation.texts)
+    data = build_task("classification", tiny_cfg(f"data.train={train}", "data.test=", "data.redact_pii=true")).load_data()
+    texts = data.train.texts + data.validation.texts
+    assert not any("13812345678" in t or "bob@example.com" in t for t in texts)
+    assert any("[PHONE]" in t for t in texts) and any("[EMAIL]" in t for t in texts)

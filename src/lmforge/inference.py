@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ def load(path: str | Path, precision: str = "auto", batch_size: int = 64) -> Loa
     """Load a model folder written by lmforge (or a plain HF folder with a classification head)."""
     import transformers
 
-    folder = Path(path)
+    from lmforge.models.load import as_folder
+
+    folder = Path(as_folder(str(path)))  # a .gguf file becomes its cached HF folder
     if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
         raise LmforgeError(f"not a model folder (no config.json or adapter_config.json): {folder}")
     cfg = run_config(folder)
@@ -75,9 +78,16 @@ def load(path: str | Path, precision: str = "auto", batch_size: int = 64) -> Loa
 def run_config(folder: Path) -> Config:
     """The config saved with the model, pointed at this folder; defaults for a plain HF folder."""
     saved = folder / CONFIG_FILE
-    cfg = config_mod.load(saved) if saved.is_file() else Config()
+    cfg = config_mod.load(saved) if saved.is_file() else Config(task=_task_of_plain_folder(folder))
     cfg.model.path, cfg.model.preset, cfg.model.tokenizer = str(folder), "", ""
     return cfg
+
+
+def _task_of_plain_folder(folder: Path) -> str:
+    """A folder not written by lmforge: causal-LM architectures generate, everything else classifies."""
+    config_file = folder / "config.json"
+    architectures = json.loads(config_file.read_text()).get("architectures") or [] if config_file.is_file() else []
+    return "generation" if any(a.endswith("ForCausalLM") for a in architectures) else "classification"
 
 
 def _hub_free_load(auto_class: Any, folder: Path) -> Any:

@@ -23,7 +23,7 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     source = cfg.tokenizer or cfg.path
     if not source:
         raise LmforgeError("set model.path (a pretrained checkpoint) or model.preset plus model.tokenizer")
-    folder = _as_folder(source)
+    folder = as_folder(source)
     tok = _hub_call(source, lambda: AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code))
     if tok.pad_token is None:  # decoders often ship without one; batching needs it
         tok.pad_token = tok.eos_token or tok.unk_token
@@ -34,7 +34,7 @@ def load_model(cfg: ModelConfig, auto_class: Any, **kwargs: Any) -> Any:
     """A pretrained model from `model.path` with the given transformers Auto* class."""
     if not cfg.path:
         raise LmforgeError("model.path is empty: give a checkpoint folder, hub id or .gguf file, or set model.preset")
-    folder = _as_folder(cfg.path)
+    folder = as_folder(cfg.path)
     return _hub_call(
         cfg.path,
         lambda: auto_class.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code, **kwargs),
@@ -51,7 +51,7 @@ def unknown_rate(tokenizer: Any, texts: list[str]) -> float:
     return sum(row.count(unk) for row in ids) / max(total, 1)
 
 
-def _as_folder(source: str) -> str:
+def as_folder(source: str) -> str:
     """Local GGUF files become a cached HF folder; everything else passes through unchanged."""
     path = Path(source).expanduser()
     if path.suffix == ".gguf":

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lmforge.data.readers import read_rows
+from lmforge.data.readers import Row, read_rows
 from lmforge.errors import LmforgeError
 
 # Kinds in priority order: when two candidates start at the same place and are equally long,
@@ -255,18 +255,25 @@ def redact_file(src: Path, dst: Path, columns: list[str] | None,
     write = _writer(src, dst, encoding)
     rows = read_rows(src, encoding)
     _check_columns(src, [row.values for row in rows], columns)
-    counts: Counter[str] = Counter()
-    records: list[Record] = []
-    changed = 0
-    for row in rows:
-        found: Counter[str] = Counter()
-        records.append({key: _redact_value(value, found) if columns is None or key in columns
-                        else value for key, value in row.values.items()})
-        counts += found
-        changed += bool(found)
+    redacted, counts, changed = redact_rows(rows, columns)
+    records = [row.values for row in redacted]
     _write_atomically(dst, lambda tmp: write(tmp, records))
     return {"file": str(src), "rows": len(rows), "counts": {kind: counts[kind] for kind in KINDS},
             "rows_changed": changed}
+
+
+def redact_rows(rows: list[Row], columns: list[str] | None = None) -> tuple[list[Row], Counter[str], int]:
+    """Rows with their strings (or only `columns`) redacted, counts per kind, and rows changed."""
+    counts: Counter[str] = Counter()
+    out, changed = [], 0
+    for row in rows:
+        found: Counter[str] = Counter()
+        values = {key: _redact_value(value, found) if columns is None or key in columns else value
+                  for key, value in row.values.items()}
+        out.append(Row(row.location, values))
+        counts += found
+        changed += bool(found)
+    return out, counts, changed
 
 
 def _redact_value(value: Any, counts: Counter[str]) -> Any:

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from lmforge.config import Config
-from lmforge.data.readers import Row, read_rows
+from lmforge.data.readers import Row
+from lmforge.data.source import read_data
 from lmforge.data.validate import check_text, duplicate_count, overlap_count, stratified_split
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
@@ -100,7 +101,7 @@ class Classification:
 
     def read_texts(self, path: str) -> Split:
         """An unlabelled (or labelled) file for prediction: only the text column is required."""
-        rows = read_rows(path, self.cfg.data.encoding)
+        rows = read_data(path, self.cfg.data)
         problems = check_text(rows, self.cfg.data.text_column)
         if problems:
             raise DataError(problems)
@@ -111,7 +112,7 @@ class Classification:
         return Split("<input>", list(texts), [], [f"<input>:{i}" for i in range(len(texts))])
 
     def _read(self, path: str, problems: list[Problem]) -> Split:
-        rows = read_rows(path, self.cfg.data.encoding)
+        rows = read_data(path, self.cfg.data)
         found = check_text(rows, self.cfg.data.text_column)
         bad = {p.location for p in found}
         problems += found

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from lmforge.config import Config
 from lmforge.data.conversations import detect_format, to_conversations
-from lmforge.data.readers import read_rows
+from lmforge.data.source import read_data
 from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
@@ -77,7 +77,7 @@ class Generation:
     def read_split(self, path: str) -> Split:
         """Conversations of a file in any accepted format (detected), every row validated."""
         g = self.cfg.generation
-        rows = read_rows(path, self.cfg.data.encoding)
+        rows = read_data(path, self.cfg.data)
         fmt = detect_format(rows, g.question_column, g.answer_column)
         pairs = to_conversations(rows, fmt, g.question_column, g.answer_column)
         system = [{"role": "system", "content": g.system}] if g.system else []
@@ -96,6 +96,9 @@ class Generation:
         return build_causal_lm(self.cfg)
 
     def bind(self, model: Any, tokenizer: Any) -> None:
+        from lmforge.generation import ensure_template
+
+        ensure_template(tokenizer, self.cfg.generation.template)  # plain HF folders may lack one
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def encode(self, split: Split, tokenizer: Any) -> Features:
