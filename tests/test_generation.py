@@ -131,3 +131,15 @@ def test_lora_merge_matches_adapter(bpe, qa_file, tmp_path):
         original = AutoModelForCausalLM.from_pretrained(base)(ids).logits
     torch.testing.assert_close(merged, adapter, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(original, merged, atol=1e-3)  # training really changed the model
+
+
+def test_questions_file_and_predict_refusal(trained, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": PAIRS[3][0]}) + "\n", encoding="utf-8")
+    out = tmp_path / "a.jsonl"
+    assert main(["generate", str(trained / "best"), "--input", str(questions), "--output", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["answer"] == PAIRS[3][1]
+    assert main(["predict", str(trained / "best"), "--input", str(questions), "--output", str(tmp_path / "p.jsonl")]) == 2
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"question": "  "}) + "\n", encoding="utf-8")
+    assert main(["generate", str(trained / "best"), "--input", str(empty), "--output", str(out)]) == 2

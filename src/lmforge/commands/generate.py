@@ -14,9 +14,10 @@ from lmforge.log import logger
 
 def run(model: str, input: str, output: str, precision: str = "auto", batch_size: int = 8) -> int:
     """Answer the last user turn of every conversation (or question) in `input`; write JSONL."""
-    loaded = _generator(model, precision, batch_size)
-    split = loaded.task.read_split(input) if _has_answers(input) else _questions(loaded, input)
     from lmforge.generation import generate
+
+    loaded = _generator(model, precision, batch_size)
+    split = _prompts(loaded, input)
 
     prompts = [c[:-1] if c[-1]["role"] == "assistant" else c for c in split.conversations]
     answers = generate(loaded.model, loaded.tokenizer, prompts, loaded.cfg.generation, loaded.device,
@@ -69,21 +70,19 @@ def _generator(model: str, precision: str, batch_size: int):
     return loaded
 
 
-def _has_answers(path: str) -> bool:
-    """Whether the file carries reference answers (then it is read as Q&A/conversations)."""
-    from lmforge.data.readers import read_rows
+ANSWER_COLUMNS = {"answer", "output", "response", "completion", "messages", "conversations"}
+QUESTION_COLUMNS = ("question", "text", "prompt", "instruction", "query")
 
-    rows = read_rows(path)
+
+def _prompts(loaded, path: str):
+    """Conversations to answer: a Q&A/conversation file (references ignored) or bare questions."""
+    from lmforge.data.source import read_data
+
+    rows = read_data(path, loaded.cfg.data)
     columns = set().union(*(r.values for r in rows[:20])) if rows else set()
-    return bool(columns & {"answer", "output", "response", "completion", "messages", "conversations"})
-
-
-def _questions(loaded, path: str):
-    """A file of bare questions: the `question` (or `text`/`prompt`/`instruction`) column."""
-    from lmforge.data.readers import read_rows
-
-    rows = read_rows(path, loaded.cfg.data.encoding)
-    for column in ("question", "text", "prompt", "instruction", "query"):
+    if columns & ANSWER_COLUMNS:
+        return loaded.task.read_split(path)
+    for column in QUESTION_COLUMNS:
         if rows and all(isinstance(r.values.get(column), str) and r.values[column].strip() for r in rows):
             return loaded.task.read_list([r.values[column] for r in rows])
-    raise LmforgeError(f"{path}: expected a non-empty question column (question, text, prompt, instruction or query)")
+    raise LmforgeError(f"{path}: expected a non-empty question column ({', '.join(QUESTION_COLUMNS)})")

@@ -20,6 +20,8 @@ def run(model: str, input: str, output: str, precision: str = "auto", batch_size
     if out.suffix not in OUTPUT_FORMATS:
         raise LmforgeError(f"--output must end in {' or '.join(OUTPUT_FORMATS)}: {output}")
     loaded = load(model, precision=precision, batch_size=batch_size)
+    if loaded.task.name == "generation":
+        raise LmforgeError(f"{model} is a generation model: use `lmforge generate` (or `lmforge chat`)")
     split = loaded.task.read_texts(input)  # validated before any output is written
     records = loaded.task.predictions(loaded.outputs(split))
     rows = [{"text": t, **r} for t, r in zip(split.texts, records)]

@@ -163,9 +163,6 @@ class Generation:
     def baseline(self, train: Split, split: Split) -> None:
         return None  # retrieval-only answering (the knowledge-base) is the reference; not built yet
 
-    def predictions(self, outputs: Outputs) -> list[dict[str, Any]]:
-        raise LmforgeError("generation models answer with `lmforge generate`, not `lmforge predict`")
-
 
 def encode_conversation(tokenizer: Any, conversation: Conversation) -> tuple[list[int], list[int]]:
     """Token ids of the rendered conversation, and labels that are -100 outside assistant turns.
