@@ -60,6 +60,14 @@ COMMANDS: dict[str, Command] = {
                              (["--report"], {"help": "also write the counts as JSON here"}),
                              (["--columns"], {"help": "comma-separated columns to redact (default: every text field)"}),
                              (["--encoding"], {"default": "utf-8", "help": "text encoding of the input and output"})]),
+    "kb": Command("lmforge.commands.kb:run", "knowledge-base QA: build an index of Q&A pairs or passages, ask it, score it",
+                  flags=[(["action"], {"choices": ["build", "ask", "eval"], "help": "what to do"}),
+                         (["args"], {"nargs": "*", "help": "build: SOURCE | ask: INDEX QUESTION | eval: INDEX"}),
+                         (["--out"], {"help": "build: folder for the index (an earlier index there is replaced)"}),
+                         (["--encoder"], {"help": "build: encoder folder or hub id, e.g. sentence-transformers/all-MiniLM-L6-v2"}),
+                         (["--generate-with"], {"help": "ask: generation model folder that writes the answer from the retrieved entries"}),
+                         (["-k"], {"type": int, "default": 3, "help": "ask: entries retrieved; eval: ranking depth (at least 5)"}),
+                         (["--data"], {"help": "eval: held-out file with question and answer columns"})]),
 }
 
 
