@@ -27,13 +27,14 @@ demo: install
 	@cat runs/zh_sentiment/predictions.jsonl
 	@echo "--- open runs/zh_sentiment/report.html for curves, confusion matrix, errors and the TF-IDF baseline ---"
 
-# Generative QA: SmolLM2-135M-Instruct before and after LoRA tuning on chatterbot zh+en pairs (~30 min).
+# Generative QA: SmolLM2-135M-Instruct before and after LoRA tuning on chatterbot zh+en pairs (~15 min).
 demo-qa: install
 	$(PY) examples/prepare_chatterbot.py
 	$(VENV)/bin/lmforge evaluate assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --data data/qa/test.jsonl --out runs/qa_untuned
 	$(VENV)/bin/lmforge finetune configs/qa/zh_en_chatterbot_lora.yaml overwrite=true
 	$(VENV)/bin/lmforge generate runs/qa/best --input examples/qa_questions.jsonl --output runs/qa/answers.jsonl
 	@cat runs/qa/answers.jsonl
+	$(PY) examples/qa_compare.py
 
 test: install
 	$(PY) -m pytest -q

@@ -102,6 +102,20 @@ class GenerationConfig:
 
 
 @dataclass
+class DPConfig:
+    target_epsilon: float = opt(0.0, "DP-SGD: train to this privacy budget epsilon over the planned steps (0: off)")
+    delta: float = opt(0.0, "DP-SGD delta (0: 1/(10*N) for N training examples; must stay below 1/N)")
+    noise_multiplier: float = opt(0.0, "DP-SGD noise std / max_grad_norm, given instead of target_epsilon (0: off)")
+    max_grad_norm: float = opt(1.0, "DP-SGD per-example gradient clipping bound (replaces train.max_grad_norm)")
+    accountant: str = opt("rdp", "privacy accountant: rdp | prv")
+
+
+@dataclass
+class PrivacyConfig:
+    dp: DPConfig = field(default_factory=DPConfig)
+
+
+@dataclass
 class Config:
     task: str = opt("classification", "what to train: classification | generation")
     method: str = opt("full", "full: train every weight | lora: train low-rank adapters (peft)")
@@ -113,6 +127,7 @@ class Config:
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = Config) -> Any:

@@ -70,9 +70,11 @@ def load(path: str | Path, precision: str = "auto", batch_size: int = 64) -> Loa
     model = _hub_free_load(getattr(transformers, task.auto_class), folder)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     device = pick_device()
-    model.to(device).eval()
+    precision = resolve_precision(precision, device)
+    # Inference keeps no master weights, so bf16 weights outright: no per-call casts under autocast.
+    model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None).eval()
     task.bind(model, tokenizer)
-    return Loaded(cfg, task, model, tokenizer, device, resolve_precision(precision, device), batch_size)
+    return Loaded(cfg, task, model, tokenizer, device, precision, batch_size)
 
 
 def run_config(folder: Path) -> Config:

@@ -24,11 +24,13 @@ def run(model: str, data: str, out: str, precision: str = "auto", batch_size: in
 
 
 def write_evaluation(loaded: Loaded, split: Any, out: Path, *, train: Any = None, history: list | None = None,
-                     title: str = "evaluation", notes: list[str] | None = None) -> dict[str, Any]:
+                     title: str = "evaluation", notes: list[str] | None = None,
+                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of `loaded` on `split` (and of the TF-IDF baseline trained on `train`), written to `out`."""
     task = loaded.task
     metrics, errors = task.report(loaded, split)
     metrics["precision_mode"] = loaded.precision
+    metrics.update(extra or {})
     reference = task.baseline(train, split) if train is not None else None
     base = reference[0] if reference else None
     if base is not None:

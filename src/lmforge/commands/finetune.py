@@ -30,8 +30,11 @@ def run(cfg: Config) -> dict[str, Any]:
              f"on validation: {result.best_metric:.4f}", f"evaluated on: {data.test.source}"]
     if cfg.model.preset:
         notes.insert(0, f"model built from preset '{cfg.model.preset}' with RANDOM initial weights (not pretrained)")
+    spent = next(({k: r[k] for k in ("dp_epsilon", "dp_delta")} for r in reversed(result.history) if "dp_epsilon" in r), {})
+    if spent:
+        notes.insert(0, f"trained with DP-SGD: epsilon={spent['dp_epsilon']:.3f}, delta={spent['dp_delta']:.3g}")
     return write_evaluation(best, data.test, Path(cfg.output_dir), train=data.train, history=result.history,
-                            title=f"finetune: {Path(cfg.output_dir).name}", notes=notes)
+                            title=f"finetune: {Path(cfg.output_dir).name}", notes=notes, extra=spent)
 
 
 def check_output_dir(cfg: Config) -> None:

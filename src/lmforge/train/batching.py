@@ -33,6 +33,20 @@ def plan_epoch(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -
     return batches
 
 
+def poisson_epoch(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Batches for one DP-SGD epoch: ceil(n / batch_size) steps, each taking every example
+    independently with probability batch_size / n.
+
+    DP-SGD's privacy amplification by subsampling assumes exactly this sampling, so batch sizes
+    vary and a batch may be empty. The plan is a pure function of (seed, epoch), like `plan_epoch`;
+    the extra seed word keeps its draws apart from `plan_epoch`'s.
+    """
+    rng = np.random.default_rng([seed, epoch, 1])
+    q = min(batch_size / n, 1.0)
+    # One row of draws per step, not a (steps, n) matrix: that would be O(n^2 / batch_size) memory.
+    return [np.flatnonzero(rng.random(n) < q).tolist() for _ in range(-(-n // batch_size))]
+
+
 def micro_batches(batch: list[int], lengths: Sequence[int], accum: int, world: int, rank: int) -> list[list[int]]:
     """This process's share of one global batch, cut into `accum` micro-batches.
 

@@ -21,8 +21,9 @@ import torch
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.privacy.dp import build_dp
 from lmforge.tasks.base import Features
-from lmforge.train.batching import micro_batches, plan_epoch
+from lmforge.train.batching import micro_batches, plan_epoch, poisson_epoch
 from lmforge.train.checkpoint import (TrainState, load_checkpoint, rng_state, save_checkpoint,
                                       save_model_folder)
 from lmforge.train.device import autocast, pick_device, resolve_precision
@@ -85,17 +86,22 @@ class _Run:
         self.metric = self.t.metric or task.default_metric
         self.lower_better = any(word in self.metric for word in LOWER_IS_BETTER)
         self.main = acc.is_main_process
+        self.dp = build_dp(cfg, len(train), self.total, acc.num_processes)  # None unless privacy.dp is on
 
     def go(self, model: Any) -> FitResult:
         optimizer = build_optimizer(model, self.t)
         self.scheduler = build_scheduler(optimizer, self.t, self.total)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        if self.dp:  # per-example clipping + noise; self.model stays the plain model (hooks record grads)
+            self.optimizer = self.dp.wrap(self.model, self.optimizer)
         state = self._start_state()
         logger.info(f"training: {len(self.train)} examples, {self.total} steps of {self.t.batch_size}, "
                     f"{self.precision} on {self.acc.device} x{self.acc.num_processes}")
         stopped = self._train(state)
         if state.evaluated_at != state.step:  # budgets can stop between evaluations
             self._evaluate_and_checkpoint(state)
+        if self.dp:
+            logger.info(f"DP-SGD: spent epsilon {self.dp.epsilon():.4f} at delta {self.dp.delta:.3g}")
         self._close()
         return FitResult(self.out / "best", state.best, state.history, state.step, stopped, self.precision)
 
@@ -110,6 +116,11 @@ class _Run:
             raise LmforgeError(f"--resume: no checkpoint in {ckpt}")
         state = load_checkpoint(ckpt, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler,
                                 self.acc.process_index)
+        if self.dp:
+            if not state.privacy:
+                raise LmforgeError("--resume: the checkpoint was written without DP-SGD, so its privacy spend "
+                                   "is unknown; start a fresh run")
+            self.dp.load_state_dict(state.privacy)
         logger.info(f"resumed from {ckpt} at step {state.step}")
         return state
 
@@ -121,7 +132,10 @@ class _Run:
         started, stopped = time.monotonic() - state.elapsed, "completed"
         seen, window = 0, time.monotonic()
         while state.step < self.total and stopped == "completed":
-            plan = plan_epoch(self.lengths, self.t.batch_size, self.t.seed, state.epoch)
+            if self.dp:  # the privacy analysis assumes Poisson sampling
+                plan = poisson_epoch(len(self.train), self.t.batch_size, self.t.seed, state.epoch)
+            else:
+                plan = plan_epoch(self.lengths, self.t.batch_size, self.t.seed, state.epoch)
             while state.batch < len(plan) and state.step < self.total:
                 loss = self._step(plan[state.batch])
                 state.step, state.batch = state.step + 1, state.batch + 1
@@ -153,9 +167,12 @@ class _Run:
     def _step(self, batch: list[int]) -> float:
         """One optimizer step on one global batch; returns the batch's mean loss."""
         acc = self.acc
-        parts = micro_batches(batch, self.lengths, self.t.grad_accum, acc.num_processes, acc.process_index)
+        # Only DP's Poisson batches can be empty: no forward, the step below then adds noise only.
+        parts = micro_batches(batch, self.lengths, self.t.grad_accum, acc.num_processes, acc.process_index) if batch else []
         total = sum(self.task.count(self.train[i]) for i in batch)
-        scale = acc.num_processes / total  # DDP averages over processes; undo that to get the global mean
+        # DDP averages over processes; undo that to get the global mean. Under DP the loss stays a
+        # sum: Opacus clips per example, then divides by the expected batch size.
+        scale = 1.0 if self.dp else acc.num_processes / total
         summed = torch.zeros((), device=acc.device)
         for n, part in enumerate(parts):
             # An empty share still runs (with zero weight) so every process joins the gradient sync.
@@ -167,12 +184,14 @@ class _Run:
                     loss = self.task.loss(self.model, inputs) * weight
                 acc.backward(loss * scale)
             summed += loss.detach()
-        if self.t.max_grad_norm > 0:
+        if self.dp and not batch:
+            self.dp.prepare_empty_step(self.optimizer)
+        elif self.t.max_grad_norm > 0 and not self.dp:  # per-example clipping replaces it under DP
             acc.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(acc.reduce(summed, "sum")) / total
+        return float(acc.reduce(summed, "sum")) / max(total, 1)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.acc.device, non_blocking=True) for k, v in batch.items()}
@@ -186,6 +205,8 @@ class _Run:
         shards = acc.gather_object([(mine, outputs)]) if acc.num_processes > 1 else [(mine, outputs)]
         scores = self.task.score(merge_shards(shards), self.evaluation)
         record = {f"eval_{k}": v for k, v in scores.items()}
+        if self.dp:
+            record.update(dp_epsilon=self.dp.epsilon(), dp_delta=self.dp.delta)
         self._log(state, record)
         logger.info("eval @ step %d: %s", state.step, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
         return scores
@@ -211,6 +232,8 @@ class _Run:
         return None
 
     def _checkpoint(self, state: TrainState) -> None:
+        if self.dp:
+            state.privacy = self.dp.state_dict()
         rngs = self.acc.gather_object([rng_state()]) if self.acc.num_processes > 1 else [rng_state()]
         if self.main:
             save_checkpoint(self.out / "checkpoint", self.acc.unwrap_model(self.model), self.optimizer,

@@ -1,0 +1,181 @@
+"""DP-SGD: per-example clipping, honest accounting, Poisson batches, resume, loadable output."""
+
+import json
+
+import pytest
+import torch
+
+from lmforge import config
+from lmforge.errors import LmforgeError
+from lmforge.privacy.dp import DPTraining, build_dp
+from lmforge.registry import build_task
+from lmforge.train.batching import poisson_epoch
+from lmforge.train.loop import fit
+
+# 216 training rows after the validation hold-out; 16 per batch -> 14 steps per epoch
+DP_RUN = ("train.max_steps=6", "train.eval_every=3", "privacy.dp.target_epsilon=8")
+
+
+def _prepare(cfg, no_dropout: bool = False):
+    task = build_task(cfg.task, cfg)
+    data = task.load_data()
+    model, tok = task.build_model(data)
+    if no_dropout:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    task.bind(model, tok)
+    return task, model, tok, task.encode(data.train, tok), task.encode(data.validation, tok)
+
+
+def _train(cfg):
+    task, model, tok, train, evaluation = _prepare(cfg)
+    result = fit(cfg, task, model, tok, train, evaluation)
+    return result, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _last_epsilon(result) -> float:
+    return [r for r in result.history if "dp_epsilon" in r][-1]["dp_epsilon"]
+
+
+def test_poisson_epoch_is_seeded_and_samples_at_rate_q():
+    plan = poisson_epoch(1000, 50, seed=3, epoch=1)
+    assert plan == poisson_epoch(1000, 50, seed=3, epoch=1)
+    assert plan != poisson_epoch(1000, 50, seed=3, epoch=2)
+    assert len(plan) == 20
+    sizes = [len(b) for b in plan]
+    assert 30 < sum(sizes) / len(sizes) < 70 and len(set(sizes)) > 1  # mean q*N = 50, sizes vary
+    assert all(b == sorted(set(b)) and all(0 <= i < 1000 for i in b) for b in plan)
+
+
+def test_config_checks(tiny_cfg):
+    assert build_dp(tiny_cfg(), 216, 10, 1) is None  # off by default
+    with pytest.raises(LmforgeError, match="one process"):
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1"), 216, 10, 2)
+    with pytest.raises(LmforgeError, match="grad_accum"):
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "train.grad_accum=2"), 216, 10, 1)
+    with pytest.raises(LmforgeError, match="not both"):
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.target_epsilon=3"), 216, 10, 1)
+    with pytest.raises(LmforgeError, match="below 1/N"):
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.delta=0.01"), 216, 10, 1)
+    run = build_dp(tiny_cfg("privacy.dp.noise_multiplier=1.5"), 216, 10, 1)
+    assert run.noise_multiplier == 1.5 and run.sample_rate == 16 / 216 and run.delta == 1 / 2160
+
+
+def test_unsupported_module_is_named():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    run = DPTraining(1.0, 0.1, 1.0, 1e-5, 8)
+    with pytest.raises(LmforgeError, match="BatchNorm"):
+        run.wrap(model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def test_each_example_is_clipped_to_max_grad_norm(tiny_cfg):
+    """With no noise, one step moves the weights by lr/B * sum of per-example gradients, each
+    scaled down to norm <= C; an example with a huge loss contributes no more than C."""
+    task, model, _, train, _ = _prepare(tiny_cfg(), no_dropout=True)
+    model.train()
+    batch = task.collate([train[i] for i in range(4)])
+    params = [p for p in model.parameters() if p.requires_grad]
+    per_example = []  # example 0's loss is scaled up 1000x: a huge-loss example
+    for i in range(4):
+        one = {k: v[i : i + 1] for k, v in batch.items()}
+        scale = 1000.0 if i == 0 else 1.0
+        grads = torch.autograd.grad(task.loss(model, one) * scale, params, allow_unused=True)
+        per_example.append([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)])
+    norms = [torch.sqrt(sum((g**2).sum() for g in ex)) for ex in per_example]
+    clip = 0.05
+    assert norms[0] > 100 * clip
+    expected = [sum(min(1.0, clip / (n.item() + 1e-6)) * ex[k] for ex, n in zip(per_example, norms)) / 4
+                for k in range(len(params))]
+
+    run = DPTraining(0.0, 4 / 216, clip, 1e-5, batch_size=4)
+    optimizer = run.wrap(model, torch.optim.SGD(params, lr=1.0))
+    before = [p.detach().clone() for p in params]
+    weights = torch.tensor([1000.0, 1.0, 1.0, 1.0])  # per-example loss scaling, as above
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    (torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none") * weights).sum().backward()
+    sample_norms = torch.stack([p.grad_sample.reshape(4, -1).norm(dim=1) for p in params], 1).norm(dim=1)
+    optimizer.step()
+    for p, b, e in zip(params, before, expected):
+        torch.testing.assert_close(b - p.detach(), e, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(sample_norms, torch.stack(norms), rtol=1e-3, atol=1e-6)
+    moved = torch.sqrt(sum(((b - p.detach()) ** 2).sum() for b, p in zip(before, params)))
+    assert moved <= 4 * clip / 4 + 1e-6  # at most lr * C / B per example
+    assert len(run.accountant) == 1
+
+
+def test_empty_poisson_batch_steps_with_noise_only():
+    model = torch.nn.Linear(3, 2)
+    run = DPTraining(1.0, 0.01, 1.0, 1e-5, batch_size=8)
+    optimizer = run.wrap(model, torch.optim.SGD(model.parameters(), lr=1.0))
+    before = model.weight.detach().clone()
+    run.prepare_empty_step(optimizer)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    assert not torch.equal(before, model.weight) and len(run.accountant) == 1
+
+
+def test_dp_run_accounting_resume_and_saved_model(tiny_cfg, tmp_path, monkeypatch):
+    from opacus.accountants import RDPAccountant
+    from transformers import AutoModelForSequenceClassification
+
+    straight, w_straight = _train(tiny_cfg(*DP_RUN, f"output_dir={tmp_path / 'straight'}"))
+    assert straight.steps == 6
+    records = [r for r in straight.history if "eval_accuracy" in r]
+    assert all("dp_epsilon" in r and r["dp_delta"] == pytest.approx(1 / 2160) for r in records)
+    eps = _last_epsilon(straight)
+    assert 0 < eps <= 8 + 1e-6  # (c) the target is met over the planned steps
+
+    # (b) a fresh accountant fed the run's (noise multiplier, q, steps) agrees
+    sigma = build_dp(tiny_cfg(*DP_RUN), 216, 6, 1).noise_multiplier
+    fresh = RDPAccountant()
+    for _ in range(6):
+        fresh.step(noise_multiplier=sigma, sample_rate=16 / 216)
+    assert eps == pytest.approx(fresh.get_epsilon(delta=1 / 2160), rel=1e-9)
+
+    # (e) best/ is a plain transformers folder
+    loaded = AutoModelForSequenceClassification.from_pretrained(straight.best_dir)
+    assert not hasattr(loaded, "_module") and loaded.num_labels == 2
+
+    # (d) interrupted during step 5 (after the checkpoint at step 3), then resumed
+    out = tmp_path / "killed"
+    task_cls = type(build_task("classification", tiny_cfg()))
+    real_loss, calls = task_cls.loss, {"n": 0}
+
+    def dying_loss(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt
+        return real_loss(self, model, batch)
+
+    monkeypatch.setattr(task_cls, "loss", dying_loss)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_cfg(*DP_RUN, f"output_dir={out}"))
+    monkeypatch.setattr(task_cls, "loss", real_loss)
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 3
+
+    resumed, w_resumed = _train(tiny_cfg(*DP_RUN, f"output_dir={out}", "train.resume=true"))
+    assert resumed.steps == 6
+    assert _last_epsilon(resumed) == pytest.approx(eps, rel=1e-12)
+    for key in w_straight:  # noise comes from torch's RNG, which the checkpoint restores
+        torch.testing.assert_close(w_resumed[key], w_straight[key], rtol=0, atol=0)
+
+
+def test_privacy_keys_are_config_options():
+    keys = {key for key, _, _ in config.describe()}
+    assert {"privacy.dp.target_epsilon", "privacy.dp.delta", "privacy.dp.noise_multiplier",
+            "privacy.dp.max_grad_norm", "privacy.dp.accountant"} <= keys
+
+
+def test_finetune_reports_the_budget_in_metrics(tiny_cfg):
+    import json
+    from pathlib import Path
+
+    from lmforge.commands import finetune
+
+    cfg = tiny_cfg("privacy.dp.target_epsilon=8", "train.epochs=1")
+    metrics = finetune.run(cfg)
+    assert 0 < metrics["dp_epsilon"] <= 8 + 1e-6 and 0 < metrics["dp_delta"] < 1 / 216
+    saved = json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+    assert saved["dp_epsilon"] == metrics["dp_epsilon"]
+    assert "DP-SGD" in (Path(cfg.output_dir) / "report.html").read_text(encoding="utf-8")
