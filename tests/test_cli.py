@@ -79,7 +79,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     assert done.returncode == 2 and "unknown config key 'train.lr_rate'" in done.stderr
     assert "Traceback" not in done.stderr
     done = _cli("predict", str(tmp_path / "missing"), "--input", "x.csv", "--output", "y.jsonl")
-    assert done.returncode == 2 and "not a model folder" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "model folder not found" in done.stderr and "Traceback" not in done.stderr
     assert "Traceback" in _cli("--debug", "finetune", "train.lr_rate=1").stderr
 
 
