@@ -10,9 +10,6 @@ from the retrieved entries (retrieval-augmented generation).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from lmforge.atomic import write_dir
 from lmforge.config import ModelConfig
 from lmforge.data.conversations import detect_format, to_conversations
 from lmforge.data.readers import Row, read_rows
@@ -175,28 +173,15 @@ def _key(entry: dict[str, str]) -> str:
 
 
 def _write_index(out: Path, vectors: np.ndarray, entries: list[dict[str, str]], info: dict) -> None:
-    """Write into a sibling temp folder, then swap it in, so a crash never leaves half an index."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    """The three index files, swapped in together, so a crash never leaves half an index."""
+
+    def fill(tmp: Path) -> None:
         np.save(tmp / EMBEDDINGS_FILE, vectors)
         lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
         (tmp / ENTRIES_FILE).write_text(lines, encoding="utf-8")
         (tmp / INDEX_FILE).write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        _swap_in(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Rename `tmp` to `out`; an old index is moved aside first since a rename cannot replace a non-empty folder."""
-    if not (out.is_dir() and any(out.iterdir())):
-        os.replace(tmp, out)
-        return
-    old = tmp.with_name(f"{tmp.name}-old")
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    write_dir(out, fill)
 
 
 # ---------------------------------------------------------------------------- using

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from lmforge.atomic import write_text
 from lmforge.errors import LmforgeError
 from lmforge.evaluate.report import write_report
 from lmforge.inference import Loaded, load
@@ -46,10 +46,7 @@ def write_evaluation(loaded: Loaded, split: Any, out: Path, *, train: Any = None
 
 def write_json(path: Path, value: Any) -> None:
     """JSON written atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(value, ensure_ascii=False, indent=1))
 
 
 def _history(model: Path) -> list[dict[str, Any]] | None:

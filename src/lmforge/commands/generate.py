@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
+from lmforge.atomic import write_text
 from lmforge.errors import LmforgeError
 from lmforge.inference import load
 from lmforge.log import logger
@@ -22,14 +22,10 @@ def run(model: str, input: str, output: str, precision: str = "auto", batch_size
     prompts = [c[:-1] if c[-1]["role"] == "assistant" else c for c in split.conversations]
     answers = generate(loaded.model, loaded.tokenizer, prompts, loaded.cfg.generation, loaded.device,
                        loaded.precision, batch_size=batch_size)
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for prompt, answer in zip(prompts, answers):
-            f.write(json.dumps({"question": prompt[-1]["content"], "answer": answer}, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
-    logger.info(f"wrote {len(answers)} answers to {out}")
+    lines = [json.dumps({"question": p[-1]["content"], "answer": a}, ensure_ascii=False) + "\n"
+             for p, a in zip(prompts, answers)]
+    write_text(Path(output), "".join(lines))
+    logger.info(f"wrote {len(answers)} answers to {output}")
     return len(answers)
 
 

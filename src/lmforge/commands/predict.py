@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
+from lmforge.atomic import write_file
 from lmforge.errors import LmforgeError
 from lmforge.inference import load
 from lmforge.log import logger
@@ -25,13 +25,17 @@ def run(model: str, input: str, output: str, precision: str = "auto", batch_size
     split = loaded.task.read_texts(input)  # validated before any output is written
     records = loaded.task.predictions(loaded.outputs(split))
     rows = [{"text": t, **r} for t, r in zip(split.texts, records)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        _write_csv(f, rows) if out.suffix == ".csv" else f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    os.replace(tmp, out)
+    write_file(out, lambda tmp: _write(tmp, rows, out.suffix))
     logger.info(f"wrote {len(rows)} predictions to {out}")
     return len(rows)
+
+
+def _write(path: Path, rows: list[dict], suffix: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        if suffix == ".csv":
+            _write_csv(f, rows)
+        else:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
 def _write_csv(f, rows: list[dict]) -> None:

@@ -12,13 +12,13 @@ import base64
 import html
 import io
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lmforge.atomic import write_text
 
 _HEADLINE = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
              "recall_macro", "ece")
@@ -72,20 +72,7 @@ def write_report(
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
     )
-    _write_atomic(Path(path), page)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, so `os.replace` is an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text(Path(path), page)
 
 
 def _esc(value: Any) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from lmforge.atomic import write_dir
 from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
@@ -84,14 +83,12 @@ def _dequantised_folder(path: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    GGUF_CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=GGUF_CACHE, prefix=".tmp-"))
-    try:
+
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_dir(target, fill)
     return target
 
 

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from lmforge.atomic import write_file
 from lmforge.data.readers import Row, read_rows
 from lmforge.errors import LmforgeError
 
@@ -257,7 +258,7 @@ def redact_file(src: Path, dst: Path, columns: list[str] | None,
     _check_columns(src, [row.values for row in rows], columns)
     redacted, counts, changed = redact_rows(rows, columns)
     records = [row.values for row in redacted]
-    _write_atomically(dst, lambda tmp: write(tmp, records))
+    write_file(dst, lambda tmp: write(tmp, records))
     return {"file": str(src), "rows": len(rows), "counts": {kind: counts[kind] for kind in KINDS},
             "rows_changed": changed}
 
@@ -315,17 +316,6 @@ def _writer(src: Path, dst: Path, encoding: str) -> Callable[[Path, list[Record]
     if suffix == ".parquet":
         return partial(_write_parquet, src=src)
     return partial(_TEXT_WRITERS[suffix], encoding=encoding)
-
-
-def _write_atomically(dst: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file beside `dst`, then rename it in: no half-written output."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_delimited(path: Path, records: list[Record], encoding: str, delimiter: str) -> None:

@@ -1,24 +1,18 @@
-"""Saving: model folders anyone can load, and resumable checkpoints, both written atomically.
-
-Everything is written to a temporary folder beside the target and renamed into place, so a run
-killed mid-write leaves the previous checkpoint intact rather than half of a new one.
-"""
+"""Saving: model folders anyone can load, and resumable checkpoints, both written atomically."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from lmforge import config as config_mod
+from lmforge.atomic import write_dir
 
 CONFIG_FILE = "lmforge.yaml"  # the resolved run config, saved inside every model folder
 
@@ -38,22 +32,6 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_atomically(target: Path, fill: Callable[[Path], None]) -> None:
-    """Call fill(tmp_dir), then swap tmp_dir into `target`, replacing any previous content."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        fill(tmp)
-        old = target.with_name(f".{target.name}.old")
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any) -> None:
     """A standard HF folder (safetensors, config, tokenizer) plus the run config that made it."""
 
@@ -62,7 +40,7 @@ def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any) -> Non
         tokenizer.save_pretrained(tmp)
         config_mod.save(cfg, tmp / CONFIG_FILE)
 
-    write_atomically(folder, fill)
+    write_dir(folder, fill)
 
 
 def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: TrainState,
@@ -77,7 +55,7 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, st
         torch.save(rng_states, tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps(asdict(state), indent=1))
 
-    write_atomically(folder, fill)
+    write_dir(folder, fill)
 
 
 def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, rank: int) -> TrainState:

@@ -1,0 +1,49 @@
+"""Atomic writes: every file and folder lmforge produces appears whole or not at all.
+
+Content is written beside its target (same filesystem) and renamed into place, so a run killed
+mid-write leaves the previous version, never half of a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def write_file(path: Path, fill: Callable[[Path], None]) -> None:
+    """Call fill(tmp_path) to write the content, then rename tmp_path to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """A UTF-8 text file, written atomically."""
+    write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_dir(target: Path, fill: Callable[[Path], None]) -> None:
+    """Call fill(tmp_dir), then swap tmp_dir in as `target`, replacing any previous folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        fill(tmp)
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():  # a rename cannot replace a non-empty folder: move the old one aside
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
