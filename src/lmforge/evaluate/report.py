@@ -207,8 +207,8 @@ def _history_html(history: list[dict]) -> str:
 def _group_series(history: list[dict]) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """Split every numeric key except step/epoch into (step, value) series, by chart.
 
-    Learning rate or gradient norm would flatten accuracy curves on a shared axis, so keys that
-    are neither losses nor eval metrics get their own chart.
+    Learning rate, throughput or the privacy budget would flatten each other's curves on a shared
+    axis, so every key that is neither a loss nor an eval metric gets a chart of its own.
     """
     groups: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for record in history:
@@ -219,14 +219,15 @@ def _group_series(history: list[dict]) -> dict[str, dict[str, list[tuple[float, 
             if key in _NOT_PLOTTED or not _is_number(value):
                 continue
             groups.setdefault(_chart_for(key), {}).setdefault(key, []).append((step, value))
-    return {t: groups[t] for t in ("Loss", "Eval metrics", "Other") if t in groups}
+    fixed = [t for t in ("Loss", "Eval metrics") if t in groups]
+    return {t: groups[t] for t in fixed + sorted(set(groups) - set(fixed))}
 
 
 def _chart_for(key: str) -> str:
     """Which history chart a logged key belongs on."""
     if "loss" in key:
         return "Loss"
-    return "Eval metrics" if key.startswith("eval_") else "Other"
+    return "Eval metrics" if key.startswith("eval_") else key
 
 
 def _img(uri: str, alt: str) -> str:

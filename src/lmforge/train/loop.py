@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -127,7 +128,10 @@ class _Run:
     def _train(self, state: TrainState) -> str:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.total, initial=state.step, disable=not self.main, unit="step", dynamic_ncols=True)
+        # In a log file (no terminal) a redraw per step would bury everything else: redraw every 30 s.
+        interval = 0.1 if sys.stderr.isatty() else 30.0
+        bar = tqdm(total=self.total, initial=state.step, disable=not self.main, unit="step", dynamic_ncols=True,
+                   mininterval=interval)
         self.model.train()
         started, stopped = time.monotonic() - state.elapsed, "completed"
         seen, window = 0, time.monotonic()
