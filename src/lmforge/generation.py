@@ -75,7 +75,7 @@ def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             enc = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with autocast(precision, device):
+            with autocast(precision, device, model):
                 out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
             for i, row in zip(chunk, out[:, enc["input_ids"].shape[1]:]):
                 answers[i] = _clean(tokenizer.decode(row, skip_special_tokens=True), cfg.stop)
@@ -95,7 +95,7 @@ def stream(model: Any, tokenizer: Any, messages: list[dict[str, str]], cfg: Gene
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
     def work() -> None:
-        with torch.no_grad(), autocast(precision, device):
+        with torch.no_grad(), autocast(precision, device, model):
             model.generate(**enc, **decoding_kwargs(tokenizer, cfg), streamer=streamer)
 
     thread = Thread(target=work, daemon=True)

@@ -28,7 +28,7 @@ def run_forward(task: Any, model: Any, features: Features, batch_size: int, devi
     parts: list[tuple[list[int], Outputs]] = []
     for batch_idx in inference_order([len(f["input_ids"]) for f in chosen], batch_size):
         batch = {k: v.to(device) for k, v in task.collate([chosen[i] for i in batch_idx]).items()}
-        with autocast(precision, device):
+        with autocast(precision, device, model):
             parts.append((batch_idx, task.forward(model, batch)))
     model.train(was_training)
     return _reorder(parts, len(chosen))
