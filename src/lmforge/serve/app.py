@@ -1,0 +1,139 @@
+"""The FastAPI app: `create_app(model_path, ...)` for Python and tests, `run(...)` for `lmforge serve`.
+
+Routes are thin: validate (schemas), check limits, hand work to the batcher or the engine, shape the
+OpenAI-style response. Middleware (outermost first): metrics, API key, body size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lmforge.inference import load
+from lmforge.log import logger
+from lmforge.serve import openai_routes
+from lmforge.serve.batcher import Batcher, QueueFull
+from lmforge.serve.engine import Engine
+from lmforge.serve.guards import ApiKey, BodyLimit, error_body
+from lmforge.serve.metrics import Metrics, MetricsMiddleware
+from lmforge.serve.schemas import ClassifyRequest
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def create_app(model_path: str | Path, api_key: str | None = None, max_batch: int = 16, max_wait_ms: float = 5,
+               max_queue: int = 256, max_body_bytes: int = 1_000_000, max_inputs: int = 64, max_tokens: int = 512,
+               timeout_s: float = 60) -> FastAPI:
+    """An app serving the lmforge model folder `model_path` (its name in the API is the folder name)."""
+    engine = Engine(load(model_path), Path(model_path).resolve().name)
+    run_batch = engine.classify_batch if engine.task == "classification" else engine.complete
+    batcher = Batcher(run_batch, max_batch, max_wait_ms, max_queue)
+    metrics = Metrics(batcher.queue.qsize)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="lmforge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
+    app.state.limits = {"max_inputs": max_inputs, "max_tokens": max_tokens, "timeout_s": timeout_s,
+                        "max_streams": max_batch}
+    app.state.streams = 0
+    _add_errors(app)
+    _add_routes(app)
+    openai_routes.add(app)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(ApiKey, key=api_key)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def run(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, max_batch: int = 16) -> None:
+    """Serve `model` until interrupted (the `lmforge serve` command)."""
+    import uvicorn
+
+    app = create_app(model, api_key=api_key, max_batch=max_batch)
+    if host not in LOOPBACK and not api_key:
+        logger.warning(f"serving on {host} without --api-key: anyone who can reach this port can use the model")
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+async def submit(request: Request, item: Any) -> Any:
+    """Queue one item for the batch worker: 429 when the queue is full, 504 past the timeout."""
+    try:
+        return await request.app.state.batcher.submit(item, request.app.state.limits["timeout_s"])
+    except QueueFull:
+        raise HTTPException(429, "the server is busy (request queue full, max_queue); retry later") from None
+    except asyncio.TimeoutError:
+        raise HTTPException(504, "the model did not answer within the timeout (timeout_s)") from None
+
+
+def check_model(engine: Engine, name: str | None, task: str) -> None:
+    """404 for another model's name; 400 when this model cannot do what the endpoint does."""
+    if name is not None and name != engine.name:
+        raise HTTPException(404, f"model '{name}' not found; this server serves '{engine.name}'")
+    if engine.task != task:
+        raise HTTPException(400, f"'{engine.name}' is a {engine.task} model; this endpoint needs a {task} model")
+
+
+def check_count(n: int, limit: int, what: str = "inputs") -> None:
+    if n > limit:
+        raise HTTPException(422, f"{n} {what} is over the limit of {limit} (max_inputs)")
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> str:
+        return app.state.metrics.render()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        engine = app.state.engine
+        return {"object": "list", "data": [{"id": engine.name, "object": "model", "owned_by": "lmforge",
+                                            "task": engine.task}]}
+
+    @app.post("/v1/classify")
+    async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
+        engine = app.state.engine
+        check_model(engine, body.model, "classification")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        check_count(len(texts), app.state.limits["max_inputs"])
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty or not texts:
+            raise HTTPException(422, f"input {empty[0]} is empty" if empty else "input is an empty list")
+        # Each text is its own queue item so texts of many requests share forward passes.
+        results = await asyncio.gather(*(submit(request, t) for t in texts))
+        return {"object": "list", "data": list(results), "model": engine.name}
+
+
+def _add_errors(app: FastAPI) -> None:
+    kinds = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+             413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error", 504: "timeout_error"}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(exc.status_code, str(exc.detail), kinds.get(exc.status_code, "error")),
+                            exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return JSONResponse(error_body(422, f"invalid request: {problems}", "invalid_request_error"), 422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        logger.error(f"{request.url.path} failed: {exc!r}")  # details stay in the server log
+        return JSONResponse(error_body(500, "internal server error", "server_error"), 500)
