@@ -7,6 +7,7 @@ turning outputs into metrics and reports — stays behind these methods.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -14,6 +15,15 @@ import torch
 
 Features = list[dict[str, Any]]  # one dict per example; always has "input_ids"
 Outputs = dict[str, np.ndarray]  # per-example arrays, first axis = example
+
+
+@dataclass
+class Data:
+    """A task's validated splits; `test` is `validation` when no test file is given."""
+
+    train: Any
+    validation: Any
+    test: Any
 
 
 class Task(Protocol):

@@ -17,7 +17,7 @@ from lmforge.data.validate import check_text, duplicate_count, overlap_count, st
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.registry import register_task
-from lmforge.tasks.base import Features, Outputs
+from lmforge.tasks.base import Data, Features, Outputs
 from lmforge.train.batching import pad_collate
 
 
@@ -30,14 +30,6 @@ class Split:
     texts: list[str]
     labels: list[Any]
     locations: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Data:
-    train: Split
-    validation: Split
-    test: Split
-    label_names: list[str]
 
 
 @register_task("classification")
@@ -85,7 +77,7 @@ class Classification:
         if duplicates:
             logger.warning(f"{duplicates} duplicate texts in {d.train}")
         self._warn_overlaps(train, validation, test)
-        data = Data(train, validation, test, self.label_names)
+        data = Data(train, validation, test)
         if self.cfg.classification.class_weights:
             self.class_weights = self._class_weights(train)
         return data

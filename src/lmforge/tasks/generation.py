@@ -24,7 +24,7 @@ from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
 from lmforge.registry import register_task
-from lmforge.tasks.base import Features, Outputs
+from lmforge.tasks.base import Data, Features, Outputs
 from lmforge.train.batching import pad_collate
 
 Conversation = list[dict[str, str]]
@@ -35,13 +35,6 @@ class Split:
     source: str
     conversations: list[Conversation]
     locations: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Data:
-    train: Split
-    validation: Split
-    test: Split
 
 
 @register_task("generation")
