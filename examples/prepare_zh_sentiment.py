@@ -13,16 +13,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import shutil
 from pathlib import Path
 
-
-def package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"package '{name}' is not installed: run `make install`")
-    return Path(spec.submodule_search_locations[0])
+from assets import package_dir
 
 
 def sentiment_rows() -> list[tuple[str, str]]:

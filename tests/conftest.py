@@ -60,3 +60,25 @@ def tiny_cfg(tiny: Path, tmp_path: Path):
         return config.load(None, base + list(overrides))
 
     return make
+
+
+@pytest.fixture
+def interrupted(monkeypatch):
+    """`interrupted(task_cls, calls, train)`: run `train()` with the task's loss raising
+    KeyboardInterrupt on call number `calls + 1`, as if the process were killed mid-run."""
+
+    def run(task_cls: type, calls: int, train) -> None:
+        real, seen = task_cls.loss, {"n": 0}
+
+        def dying(self, model, batch):
+            seen["n"] += 1
+            if seen["n"] > calls:
+                raise KeyboardInterrupt
+            return real(self, model, batch)
+
+        monkeypatch.setattr(task_cls, "loss", dying)
+        with pytest.raises(KeyboardInterrupt):
+            train()
+        monkeypatch.setattr(task_cls, "loss", real)
+
+    return run

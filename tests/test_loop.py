@@ -47,24 +47,14 @@ def test_accumulation_equals_full_batch(tiny_cfg, tmp_path):
         torch.testing.assert_close(accum[key], full[key], rtol=1e-4, atol=1e-5)
 
 
-def test_resume_after_interruption_gives_identical_weights(tiny_cfg, tmp_path, monkeypatch):
+def test_resume_after_interruption_gives_identical_weights(tiny_cfg, tmp_path, interrupted):
     args = ("train.epochs=3", "train.save_every=4", "train.eval_every=10")
     _, straight = _train(tiny_cfg(*args, f"output_dir={tmp_path / 'straight'}"))
 
     out = tmp_path / "killed"
     task_cls = type(build_task("classification", tiny_cfg()))
-    real_loss, calls = task_cls.loss, {"n": 0}
-
-    def dying_loss(self, model, batch):
-        calls["n"] += 1
-        if calls["n"] > 13:  # dies during step 14, after the checkpoint at step 12
-            raise KeyboardInterrupt
-        return real_loss(self, model, batch)
-
-    monkeypatch.setattr(task_cls, "loss", dying_loss)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tiny_cfg(*args, f"output_dir={out}"))
-    monkeypatch.setattr(task_cls, "loss", real_loss)
+    # dies during step 14, after the checkpoint at step 12
+    interrupted(task_cls, 13, lambda: _train(tiny_cfg(*args, f"output_dir={out}")))
     assert (out / "checkpoint" / "state.json").is_file()
 
     resumed, weights = _train(tiny_cfg(*args, f"output_dir={out}", "train.resume=true"))

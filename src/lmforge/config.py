@@ -53,6 +53,7 @@ class TrainConfig:
     epochs: float = opt(3.0, "passes over the training data")
     max_steps: int = opt(0, "stop after this many optimizer steps (0: no limit)")
     max_time: float = opt(0.0, "stop after this many seconds of training, saving a checkpoint (0: no limit)")
+    max_tokens: int = opt(0, "stop after training on this many tokens (0: no limit); a pretraining budget")
     batch_size: int = opt(32, "examples per optimizer step, summed over accumulation steps and processes")
     grad_accum: int = opt(1, "split each batch into this many micro-batches (same result, less memory)")
     lr: float = opt(5e-5, "peak learning rate of AdamW")
@@ -116,8 +117,17 @@ class PrivacyConfig:
 
 
 @dataclass
+class PretrainConfig:
+    mlm_probability: float = opt(0.15, "mlm: share of tokens masked (of those, 80% [MASK], 10% random, 10% kept)")
+    whole_word_mask: bool = opt(False, "mlm: mask whole words (Chinese segmented with jieba) instead of single tokens")
+    eval_blocks: int = opt(512, "validation blocks scored at each evaluation (fixed masks, so losses compare)")
+    text_field: str = opt("text", "text field of .jsonl/.json corpus files")
+
+
+@dataclass
 class Config:
-    task: str = opt("classification", "what to train: classification | generation")
+    task: str = opt("classification", "what to train: classification | generation | pretrain")
+    objective: str = opt("mlm", "pretrain: mlm (masked LM, BERT-style encoder) | clm (causal LM, Llama-style decoder)")
     method: str = opt("full", "full: train every weight | lora: train low-rank adapters (peft)")
     output_dir: str = opt("runs/default", "where the run writes checkpoints, logs, metrics and the best model")
     overwrite: bool = opt(False, "allow writing into a non-empty output_dir that is not being resumed")
@@ -127,6 +137,7 @@ class Config:
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
 

@@ -61,20 +61,20 @@ def _read_text(path: Path, encoding: str) -> str:
         raise LmforgeError(f"unknown encoding {encoding!r} (set data.encoding to a valid codec, "
                            f"e.g. utf-8 or gb18030)") from None
     except UnicodeDecodeError as err:
-        raise LmforgeError(_decode_error_message(path, data, encoding, err)) from None
+        raise LmforgeError(decode_error_message(path, data, encoding, err)) from None
     # Excel and Windows Notepad prepend a BOM; left in, it would corrupt the first column name.
     return text.removeprefix("\ufeff")
 
 
-def _decode_error_message(path: Path, data: bytes, encoding: str,
-                          err: UnicodeDecodeError) -> str:
+def decode_error_message(path: Path, data: bytes, encoding: str,
+                         err: UnicodeDecodeError, option: str = "data.encoding") -> str:
     """Explain a decode failure: where it happened and which encoding the file probably uses."""
     line = data[: err.start].count(b"\n") + 1
     head = f"{path}:{line}: cannot decode as {encoding} (byte 0x{data[err.start]:02x})"
     guess = _guess_encoding(data)
     if guess is None or _same_codec(guess, encoding):
-        return f"{head}; could not detect the encoding, set data.encoding to the file's encoding"
-    return f"{head}; it looks like {guess.upper()}, set data.encoding={guess}"
+        return f"{head}; could not detect the encoding, set {option} to the file's encoding"
+    return f"{head}; it looks like {guess.upper()}, set {option}={guess}"
 
 
 def _guess_encoding(data: bytes) -> str | None:

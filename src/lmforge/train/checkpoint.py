@@ -28,6 +28,7 @@ class TrainState:
     bad_evals: int = 0
     elapsed: float = 0.0
     evaluated_at: int = -1  # step of the last evaluation
+    tokens: int = 0  # input tokens trained on (not padding), for train.max_tokens
     privacy: dict[str, Any] = field(default_factory=dict)  # DP-SGD accountant history, so resume keeps the budget
     history: list[dict[str, Any]] = field(default_factory=list)
 

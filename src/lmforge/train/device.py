@@ -49,3 +49,9 @@ def autocast(precision: str, device: torch.device, model: torch.nn.Module | None
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels (GPU); a no-op on CPU. Timings are meaningless without it on a GPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

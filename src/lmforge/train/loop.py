@@ -40,7 +40,7 @@ class FitResult:
     best_metric: float | None
     history: list[dict[str, Any]]
     steps: int
-    stopped: str  # completed | max_steps | max_time | early_stopping
+    stopped: str  # completed | max_steps | max_time | max_tokens | early_stopping
     precision: str
 
 
@@ -88,6 +88,7 @@ class _Run:
         self.lower_better = any(word in self.metric for word in LOWER_IS_BETTER)
         self.main = acc.is_main_process
         self.dp = build_dp(cfg, len(train), self.total, acc.num_processes)  # None unless privacy.dp is on
+        self.flops_per_token = 0.0  # set in go() for tasks that report model FLOPs (MFU in the logs)
 
     def go(self, model: Any) -> FitResult:
         optimizer = build_optimizer(model, self.t)
@@ -96,6 +97,13 @@ class _Run:
         if self.dp:  # per-example clipping + noise; self.model stays the plain model (hooks record grads)
             self.optimizer = self.dp.wrap(self.model, self.optimizer)
         state = self._start_state()
+        if hasattr(self.task, "flops_per_token"):
+            from lmforge.train.mfu import peak_flops
+
+            self.flops_per_token = self.task.flops_per_token(model)
+            self.peak = peak_flops(self.acc.device, self.precision) * self.acc.num_processes
+            logger.info(f"measured {self.precision} matmul peak: {self.peak / 1e12:.2f} TFLOP/s; "
+                        f"model: {self.flops_per_token / 1e6:.1f} MFLOP per training token")
         logger.info(f"training: {len(self.train)} examples, {self.total} steps of {self.t.batch_size}, "
                     f"{self.precision} on {self.acc.device} x{self.acc.num_processes}")
         stopped = self._train(state)
@@ -134,28 +142,33 @@ class _Run:
                    mininterval=interval)
         self.model.train()
         started, stopped = time.monotonic() - state.elapsed, "completed"
-        seen, window = 0, time.monotonic()
+        seen, tokens, window = 0, 0, time.monotonic()
         while state.step < self.total and stopped == "completed":
             if self.dp:  # the privacy analysis assumes Poisson sampling
                 plan = poisson_epoch(len(self.train), self.t.batch_size, self.t.seed, state.epoch)
             else:
                 plan = plan_epoch(self.lengths, self.t.batch_size, self.t.seed, state.epoch)
             while state.batch < len(plan) and state.step < self.total:
-                loss = self._step(plan[state.batch])
+                batch = plan[state.batch]
+                loss = self._step(batch)
                 state.step, state.batch = state.step + 1, state.batch + 1
                 state.elapsed = time.monotonic() - started
-                seen += len(plan[state.batch - 1])
+                seen, tokens = seen + len(batch), tokens + sum(self.lengths[i] for i in batch)
+                state.tokens += sum(self.lengths[i] for i in batch)
                 bar.update(1)
                 if state.step % self.t.log_every == 0 or state.step == 1:
-                    rate, seen, window = seen / max(time.monotonic() - window, 1e-9), 0, time.monotonic()
-                    self._log(state, {"train_loss": loss, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate})
-                    bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
+                    self._log(state, {"train_loss": loss, "lr": self.scheduler.get_last_lr()[0],
+                                      **self._throughput(seen, tokens, time.monotonic() - window)})
+                    seen, tokens, window = 0, 0, time.monotonic()
+                    bar.set_postfix(loss=f"{loss:.4f}", tokens_s=f"{state.history[-1]['tokens_per_s']:.0f}")
                 if self.t.eval_every and state.step % self.t.eval_every == 0:
                     stopped = self._evaluate_and_checkpoint(state) or stopped
                 elif self.t.save_every and state.step % self.t.save_every == 0:
                     self._checkpoint(state)
                 if self.t.max_time and state.elapsed >= self.t.max_time:
                     stopped = "max_time"
+                if self.t.max_tokens and state.tokens >= self.t.max_tokens:
+                    stopped = "max_tokens"
                 if stopped != "completed":
                     break
             if state.batch >= len(plan):
@@ -167,6 +180,13 @@ class _Run:
             stopped = "max_steps"
         logger.info(f"training stopped ({stopped}) at step {state.step} after {state.elapsed:.0f}s")
         return stopped
+
+    def _throughput(self, samples: int, tokens: int, seconds: float) -> dict[str, float]:
+        """Rates over the last logging window; MFU when the task can count its FLOPs."""
+        rates = {"samples_per_s": samples / max(seconds, 1e-9), "tokens_per_s": tokens / max(seconds, 1e-9)}
+        if self.flops_per_token:
+            rates["mfu"] = rates["tokens_per_s"] * self.flops_per_token / self.peak
+        return rates
 
     def _step(self, batch: list[int]) -> float:
         """One optimizer step on one global batch; returns the batch's mean loss."""
@@ -245,7 +265,8 @@ class _Run:
         self.acc.wait_for_everyone()
 
     def _log(self, state: TrainState, values: dict[str, float]) -> None:
-        record = {"step": state.step, "epoch": round(state.epoch + state.batch / self.batches_per_epoch, 4), **values}
+        record = {"step": state.step, "epoch": round(state.epoch + state.batch / self.batches_per_epoch, 4),
+                  "tokens": state.tokens, **values}
         state.history.append(record)
         if self.logs:
             self.logs.write(json.dumps(record) + "\n")

@@ -1,0 +1,247 @@
+"""Pretraining objectives on the one loop: masked LM (BERT-style encoder) and causal LM (Llama-style).
+
+Data is a corpus tokenised once into a memory-mapped token file and served as fixed-length
+blocks (`lmforge.data.shards`), so no compute goes to padding. The MLM head runs only at the
+masked positions: for a small encoder the vocabulary projection costs more than all the
+transformer layers, and 85% of its output would be thrown away by the loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmforge.config import Config
+from lmforge.data.corpus import load_texts
+from lmforge.data.shards import Blocks, write_tokens
+from lmforge.data.validate import stratified_split
+from lmforge.errors import LmforgeError
+from lmforge.log import logger
+from lmforge.registry import register_task
+from lmforge.tasks.base import Data, Features, Outputs
+
+IGNORE = -100
+
+
+@dataclass
+class TextSplit:
+    name: str  # "train" | "validation": names the token file
+    source: str
+    texts: list[str]
+
+
+@register_task("pretrain")
+def build(cfg: Config) -> "Pretrain":
+    if cfg.objective not in ("mlm", "clm"):
+        raise LmforgeError(f"objective must be mlm (masked LM, encoder) or clm (causal LM, decoder), not '{cfg.objective}'")
+    return Pretrain(cfg)
+
+
+def mask_tokens(ids: torch.Tensor, maskable: torch.Tensor, probability: float, mask_id: int, vocab_size: int,
+                word_starts: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: choose `probability` of the maskable tokens (whole words when `word_starts` is
+    given); of those, 80% become [MASK], 10% a random token, 10% stay. Returns (inputs, labels)."""
+    draw = torch.rand(ids.shape, generator=generator)
+    if word_starts is None:
+        chosen = draw < probability
+    else:  # one draw per word, taken at its first token and copied to the rest of the word
+        word = torch.cumsum(word_starts.long(), dim=1)
+        per_word = torch.zeros(ids.shape[0], ids.shape[1] + 1, dtype=torch.bool)
+        per_word.scatter_(1, word * word_starts.long(), (draw < probability) & word_starts.bool())
+        per_word[:, 0] = False  # tokens before the block's first word start belong to a cut word
+        chosen = per_word.gather(1, word)
+    chosen &= maskable
+    labels = torch.where(chosen, ids, IGNORE)
+    how = torch.rand(ids.shape, generator=generator)
+    inputs = torch.where(chosen & (how < 0.8), mask_id, ids)
+    swap = chosen & (how >= 0.8) & (how < 0.9)
+    inputs = torch.where(swap, torch.randint(vocab_size, ids.shape, generator=generator), inputs)
+    return inputs, labels
+
+
+class Pretrain:
+    name = "pretrain"
+    default_metric = "loss"
+
+    def __init__(self, cfg: Config):
+        self.cfg, self.p = cfg, cfg.pretrain
+        self.mlm = cfg.objective == "mlm"
+        self.specials: list[int] = []
+
+    # ---- data -------------------------------------------------------------------------------
+    def load_data(self) -> Data:
+        d = self.cfg.data
+        if not d.train:
+            raise LmforgeError("data.train is empty: give a corpus folder (lmforge corpus build) or text files")
+        texts = load_texts(d.train, self.p.text_field, d.encoding)
+        if d.validation:
+            train = TextSplit("train", d.train, texts)
+            validation = TextSplit("validation", d.validation, load_texts(d.validation, self.p.text_field, d.encoding))
+        else:
+            if len(texts) < 2:
+                raise LmforgeError(f"{d.train}: a single document cannot be split for validation; give data.validation")
+            keep, held = stratified_split(["all"] * len(texts), d.validation_fraction, self.cfg.train.seed)
+            train = TextSplit("train", d.train, [texts[i] for i in keep])
+            validation = TextSplit("validation", f"{d.train} (held-out {d.validation_fraction:.0%} of documents)",
+                                   [texts[i] for i in held])
+        logger.info(f"corpus: {len(train.texts)} training and {len(validation.texts)} validation documents, "
+                    f"{sum(map(len, train.texts))} characters")
+        return Data(train, validation, validation)
+
+    def build_model(self, data: Data) -> tuple[Any, Any]:
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, BertForMaskedLM, LlamaForCausalLM
+
+        from lmforge.models.load import load_model, load_tokenizer
+        from lmforge.models.presets import decoder_config, encoder_config
+
+        m = self.cfg.model
+        tokenizer = load_tokenizer(m)
+        if self.mlm and tokenizer.mask_token_id is None:
+            raise LmforgeError(f"tokenizer {m.tokenizer or m.path} has no mask token, which masked-LM needs "
+                               "(train one with: lmforge tokenizer train CORPUS --kind wordpiece)")
+        if not self.mlm and tokenizer.eos_token_id is None:
+            raise LmforgeError(f"tokenizer {m.tokenizer or m.path} has no end-of-text token to separate documents "
+                               "(train one with: lmforge tokenizer train CORPUS --kind bpe)")
+        if not m.preset:
+            return load_model(m, AutoModelForMaskedLM if self.mlm else AutoModelForCausalLM), tokenizer
+        transformers.set_seed(self.cfg.train.seed)
+        if self.mlm:
+            model = BertForMaskedLM(encoder_config(m.preset, len(tokenizer), tokenizer.pad_token_id, m.max_length))
+        else:
+            model = LlamaForCausalLM(decoder_config(m.preset, len(tokenizer), tokenizer, m.max_length))
+        logger.info(f"{type(model).__name__} from preset '{m.preset}': {model.num_parameters() / 1e6:.1f}M parameters")
+        return model, tokenizer
+
+    def bind(self, model: Any, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.vocab_size = model.config.vocab_size
+        self.specials = sorted(set(tokenizer.all_special_ids))
+
+    def encode(self, split: TextSplit, tokenizer: Any) -> Features:  # type: ignore[override]
+        """Blocks of the split's token file (written once, under <output_dir>/tokens)."""
+        t = self.tokenizer
+        separator = t.sep_token_id if self.mlm else t.eos_token_id
+        path = Path(self.cfg.output_dir) / "tokens" / f"{split.name}.bin"
+        words = self.mlm and self.p.whole_word_mask
+        meta = write_tokens(split.texts, t, path, separator, word_starts=words)
+        length = self.cfg.model.max_length - (2 if self.mlm else 0)  # MLM blocks get [CLS] ... [SEP]
+        limit = self.p.eval_blocks if split.name == "validation" else 0
+        blocks = Blocks(path, meta["dtype"], length, limit, word_starts=words)
+        if len(blocks) == 0:
+            raise LmforgeError(f"{split.source}: {meta['tokens']} tokens do not fill one block of {length}; "
+                               "add text or lower model.max_length")
+        logger.info(f"{split.name}: {meta['tokens']} tokens -> {len(blocks)} blocks of {length}")
+        return _FixedMasks(blocks, self) if self.mlm and split.name == "validation" else blocks  # type: ignore[return-value]
+
+    # ---- training ---------------------------------------------------------------------------
+    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+        ids = torch.as_tensor(np.stack([f["input_ids"] for f in features]))
+        if not self.mlm:
+            labels = torch.full_like(ids, IGNORE)
+            labels[:, :-1] = ids[:, 1:]
+            return {"input_ids": ids, "labels": labels}
+        if "labels" in features[0]:  # validation blocks carry fixed masks
+            return {"input_ids": ids, "labels": torch.as_tensor(np.stack([f["labels"] for f in features]))}
+        words = torch.as_tensor(np.stack([f["word_starts"] for f in features])) if "word_starts" in features[0] else None
+        return self.masked(ids, words)
+
+    def masked(self, ids: torch.Tensor, words: torch.Tensor | None, generator: torch.Generator | None = None
+               ) -> dict[str, torch.Tensor]:
+        """[CLS] block [SEP], then masked; specials (document separators included) are never masked."""
+        t = self.tokenizer
+        n = ids.shape[0]
+        ids = torch.cat([torch.full((n, 1), t.cls_token_id), ids, torch.full((n, 1), t.sep_token_id)], dim=1)
+        if words is not None:
+            words = torch.cat([torch.ones(n, 1, dtype=words.dtype), words, torch.ones(n, 1, dtype=words.dtype)], dim=1)
+        maskable = ~torch.isin(ids, torch.tensor(self.specials))
+        inputs, labels = mask_tokens(ids, maskable, self.p.mlm_probability, t.mask_token_id, self.vocab_size,
+                                     words, generator)
+        return {"input_ids": inputs, "labels": labels}
+
+    def count(self, feature: dict[str, Any]) -> float:  # type: ignore[override]
+        """CLM: every next token. MLM: the expected number of masked tokens, because the actual
+        mask is drawn later, at collate time; the expectation keeps each step's gradient unbiased."""
+        if "labels" in feature:
+            return int((feature["labels"] != IGNORE).sum())
+        if not self.mlm:
+            return len(feature["input_ids"]) - 1
+        maskable = len(feature["input_ids"]) - int(np.isin(feature["input_ids"], self.specials).sum())
+        return self.p.mlm_probability * maskable
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._losses(model, batch)[0].sum()
+
+    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+        losses, rows = self._losses(model, batch)
+        n = batch["input_ids"].shape[0]
+        per_row = torch.zeros(n, dtype=torch.float64).index_add_(0, rows, losses.double())
+        counts = torch.bincount(rows, minlength=n)
+        return {"loss_sum": per_row.cpu().numpy(), "count": counts.cpu().numpy()}
+
+    def _losses(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token losses at labelled positions (fp32) and the row each came from."""
+        labels = batch["labels"]
+        chosen = labels != IGNORE
+        body, head = _body_and_head(model)
+        if body is None:  # an architecture whose head we cannot separate: full logits
+            logits = model(input_ids=batch["input_ids"]).logits[chosen]
+        else:
+            logits = head(body(input_ids=batch["input_ids"]).last_hidden_state[chosen])
+        return F.cross_entropy(logits.float(), labels[chosen], reduction="none"), chosen.nonzero()[:, 0]
+
+    def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
+        loss = float(outputs["loss_sum"].sum() / max(outputs["count"].sum(), 1))
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+    def flops_per_token(self, model: Any) -> float:
+        """Training FLOPs per input token (forward + backward), for MFU: 6 x the weights each token
+        meets in matmuls, plus attention (PaLM appendix B). The MLM head counts only at the masked
+        share of positions, which is all it is computed for."""
+        body, head = _body_and_head(model)
+        c = model.config
+        attention = 12 * c.num_hidden_layers * c.hidden_size * self.cfg.model.max_length
+        if body is None:
+            return 6 * _linear_params(model) + attention
+        share = self.p.mlm_probability if self.mlm else 1.0
+        return 6 * (_linear_params(body) + share * _linear_params(head)) + attention
+
+
+class _FixedMasks(Sequence):
+    """Validation blocks with masks drawn once from (seed, block index): every evaluation scores the
+    same masked positions, so validation losses are comparable across steps and runs."""
+
+    def __init__(self, blocks: Blocks, task: Pretrain):
+        self.blocks, self.task = blocks, task
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:  # type: ignore[override]
+        f = self.blocks[i]
+        g = torch.Generator().manual_seed(self.task.cfg.train.seed * 1_000_003 + i)
+        words = torch.as_tensor(f["word_starts"])[None] if "word_starts" in f else None
+        out = self.task.masked(torch.as_tensor(f["input_ids"])[None], words, g)
+        return {"input_ids": out["input_ids"][0].numpy(), "labels": out["labels"][0].numpy()}
+
+
+def _body_and_head(model: Any) -> tuple[Any, Any]:
+    """(transformer body, LM head) when the model is exactly those two children (BERT: bert + cls,
+    RoBERTa: roberta + lm_head, Llama: model + lm_head); (None, None) otherwise — and for a DDP
+    wrapper, whose gradient sync needs the call to go through its own forward."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return None, None
+    body = getattr(model, model.base_model_prefix, None)
+    others = [m for name, m in model.named_children() if name != model.base_model_prefix]
+    return (body, others[0]) if body is not None and len(others) == 1 else (None, None)
+
+
+def _linear_params(module: Any) -> int:
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))

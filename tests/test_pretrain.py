@@ -1,0 +1,221 @@
+"""Pretraining: corpus cleaning, tokenizer training, token shards, masking, and the objectives on the loop."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lmforge import config
+from lmforge.commands import pretrain
+from lmforge.data.corpus import build_corpus, load_texts
+from lmforge.data.normalize import NearDuplicates, language, normalize
+from lmforge.data.shards import Blocks, write_tokens
+from lmforge.errors import LmforgeError
+from lmforge.models.tokenizer_train import train_tokenizer
+from lmforge.registry import build_task
+from lmforge.tasks.pretrain import mask_tokens
+
+WORDS = "今天 天气 很好 我们 去 公园 散步 学习 机器 模型 数据 中国 人民 经济 发展 the model learns from data".split()
+
+
+def _documents(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 40))) + "。" for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """raw/ (a .txt, a .jsonl.gz and a binary file), corpus/ built from it, and tok/ + bpe/ tokenizers."""
+    root = tmp_path_factory.mktemp("pretrain")
+    raw = root / "raw"
+    raw.mkdir()
+    docs = _documents(300)
+    (raw / "a.txt").write_text("\n".join(docs[:200]) + "\n", encoding="utf-8")
+    lines = "\n".join(json.dumps({"text": d}, ensure_ascii=False) for d in docs[200:] + docs[:5])  # 5 duplicates
+    (raw / "b.jsonl.gz").write_bytes(gzip.compress(lines.encode("utf-8")))
+    (raw / "c.txt").write_bytes(b"\x00\x01\x02binary")
+    build_corpus([str(raw)], root / "corpus")
+    texts = load_texts(str(root / "corpus"))
+    train_tokenizer(texts, root / "tok", "wordpiece", 300)
+    train_tokenizer(texts, root / "bpe", "bpe", 400)
+    return root
+
+
+# ---- corpus -----------------------------------------------------------------------------------
+
+def test_normalize_keeps_chinese_punctuation_and_fixes_width():
+    assert normalize("１２月　３１日，中共中央  总书记 、国家") == "12月 31日，中共中央总书记、国家"
+    assert normalize("Hello，world！") == "Hello,world!"  # full-width after Latin becomes ASCII
+    assert normalize("你好,世界") == "你好，世界"  # ASCII between CJK becomes full-width
+    assert normalize("ＡＢＣ\x07\u200b  x\r\n\n\n\nnext") == "ABC x\n\nnext"
+    assert (language("今天天气很好"), language("the weather"), language("今天 weather 很好 good")) == ("zh", "en", "mixed")
+
+
+def test_near_duplicates_catch_small_edits_only():
+    near = NearDuplicates()
+    base = ("人民日报一九九八年一月一日发表新年社论，回顾过去一年的经济发展和社会进步，展望新的一年。"
+            "社论指出，改革开放二十年来，国民经济持续快速健康发展，人民生活水平显著提高。")
+    assert not near.seen(base)
+    assert near.seen(base.replace("一月一日", "一月二日"))
+    assert not near.seen("三国演义第一回宴桃园豪杰三结义斩黄巾英雄首立功，滚滚长江东逝水，浪花淘尽英雄。")
+
+
+def test_corpus_build_dedups_skips_bad_files_and_reports(corpus):
+    stats = json.loads((corpus / "corpus" / "stats.json").read_text())
+    assert stats["documents_read"] == 305 and stats["dropped"] == {"exact_duplicate": 5}
+    assert stats["documents_kept"] == 300 and stats["duplicate_rate"] == round(5 / 305, 4)
+    assert list(stats["bad_files"]) == [str(corpus / "raw" / "c.txt")]
+    assert sum(stats["languages"].values()) == 300
+    with pytest.raises(LmforgeError, match="c.txt: binary file"):
+        build_corpus([str(corpus / "raw")], corpus / "strict", strict=True)
+    assert not (corpus / "strict").exists()
+
+
+def test_corpus_names_a_file_in_the_wrong_encoding(tmp_path):
+    (tmp_path / "gbk.txt").write_bytes(("中文文本" * 50).encode("gb18030"))
+    with pytest.raises(LmforgeError, match=r"gbk.txt:1: cannot decode as utf-8.*--encoding="):
+        build_corpus([str(tmp_path / "gbk.txt")], tmp_path / "out", strict=True)
+    stats = build_corpus([str(tmp_path / "gbk.txt")], tmp_path / "out", encoding="gb18030", min_chars=1)
+    assert stats.documents_kept == 1
+
+
+# ---- tokenizer and shards ---------------------------------------------------------------------
+
+def test_trained_tokenizers_split_cjk_and_load_with_transformers(corpus):
+    from transformers import AutoTokenizer
+
+    wordpiece = AutoTokenizer.from_pretrained(corpus / "tok")
+    assert wordpiece.is_fast and wordpiece.mask_token == "[MASK]"
+    assert wordpiece.tokenize("今天天气") == ["今", "天", "天", "气"]  # one token per CJK character
+    report = json.loads((corpus / "tok" / "tokenizer_report.json").read_text())
+    assert report["unknown_rate"] < 0.01 and 0 < report["tokens_per_character"] < 1.5
+    bpe = AutoTokenizer.from_pretrained(corpus / "bpe")
+    ids = bpe("今天天气 model", add_special_tokens=False)["input_ids"]
+    assert bpe.decode(ids) == "今天天气 model" and bpe.unk_token_id not in ids
+
+
+def test_token_file_round_trip_and_reuse(corpus, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(corpus / "tok")
+    texts = ["今天天气很好", "我们去公园"]
+    meta = write_tokens(texts, tok, tmp_path / "t.bin", tok.sep_token_id, word_starts=True)
+    expected = sum((tok(t, add_special_tokens=False)["input_ids"] + [tok.sep_token_id] for t in texts), [])
+    assert meta["dtype"] == "uint16" and meta["tokens"] == len(expected)
+    assert np.fromfile(tmp_path / "t.bin", dtype=np.uint16).tolist() == expected
+    blocks = Blocks(tmp_path / "t.bin", "uint16", 4, word_starts=True)
+    assert len(blocks) == len(expected) // 4 and blocks[1]["input_ids"].tolist() == expected[4:8]
+    # jieba: 今天天气|很|好|[SEP]|我们|去|公园|[SEP]
+    assert [b["word_starts"].tolist() for b in blocks] == [[1, 0, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0]]
+    (tmp_path / "t.bin").write_bytes(b"")  # a matching meta reuses the file as it is
+    assert write_tokens(texts, tok, tmp_path / "t.bin", tok.sep_token_id, word_starts=True) == meta
+    assert (tmp_path / "t.bin").stat().st_size == 0
+
+
+# ---- masking ----------------------------------------------------------------------------------
+
+def test_mlm_masking_statistics():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, 1000, (400, 128), generator=g)
+    maskable = torch.ones_like(ids, dtype=torch.bool)
+    maskable[:, 0] = maskable[:, -1] = False  # [CLS] ... [SEP]
+    inputs, labels = mask_tokens(ids, maskable, 0.15, mask_id=4, vocab_size=1000, generator=g)
+    chosen = labels != -100
+    assert not chosen[:, 0].any() and not chosen[:, -1].any()
+    assert abs(chosen.float().mean().item() / (126 / 128) - 0.15) < 0.005
+    assert torch.equal(labels[chosen], ids[chosen])
+    masked = (inputs[chosen] == 4).float().mean().item()
+    kept = (inputs[chosen] == ids[chosen]).float().mean().item()
+    assert abs(masked - 0.8) < 0.01 and abs(kept - 0.1) < 0.01  # the rest (~10%) are random tokens
+    assert torch.equal(inputs[~chosen], ids[~chosen])
+
+
+def test_whole_word_masking_masks_words_together():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(10, 1000, (200, 60), generator=g)
+    starts = torch.zeros_like(ids)
+    starts[:, ::3] = 1  # words of three tokens
+    _, labels = mask_tokens(ids, torch.ones_like(ids, dtype=torch.bool), 0.15, 4, 1000, starts, g)
+    words = (labels != -100).view(200, 20, 3)
+    assert torch.equal(words.all(-1), words.any(-1))  # every word fully masked or not at all
+    assert abs(words.all(-1).float().mean().item() - 0.15) < 0.02
+
+
+# ---- objectives on the loop -------------------------------------------------------------------
+
+def _cfg(corpus: Path, out: Path, *extra: str) -> config.Config:
+    return config.load(None, [f"data.train={corpus / 'corpus'}", "model.preset=tiny", f"model.tokenizer={corpus / 'tok'}",
+                              f"output_dir={out}", "model.max_length=32", "train.batch_size=8", "train.lr=3e-3",
+                              "train.seed=0", "train.precision=fp32", "train.warmup_ratio=0", "data.validation_fraction=0.1",
+                              *extra])
+
+
+@pytest.mark.parametrize("objective, tokenizer, auto", [("mlm", "tok", "AutoModelForMaskedLM"),
+                                                        ("clm", "bpe", "AutoModelForCausalLM")])
+def test_pretraining_lowers_loss_and_saves_a_standard_folder(corpus, tmp_path, objective, tokenizer, auto):
+    import transformers
+
+    cfg = _cfg(corpus, tmp_path / "run", f"objective={objective}", f"model.tokenizer={corpus / tokenizer}",
+               "train.max_steps=40", "train.eval_every=20")
+    metrics = pretrain.run(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    evals = [r["eval_loss"] for r in log if "eval_loss" in r]
+    assert len(evals) == 2 and evals[-1] < evals[0] < np.log(cfg_vocab(corpus / tokenizer)) + 0.5
+    block = 30 if objective == "mlm" else 32  # MLM blocks leave room for [CLS] and [SEP]
+    assert 36 * 8 * block <= metrics["tokens_trained"] <= 40 * 8 * block  # epoch ends may cut a batch short
+    assert metrics["tokens_trained"] % block == 0
+    assert 0 < metrics["mfu"] < 1 and metrics["tokens_per_s"] > 0
+    model = getattr(transformers, auto).from_pretrained(tmp_path / "run" / "final")
+    assert type(model).__name__ == ("BertForMaskedLM" if objective == "mlm" else "LlamaForCausalLM")
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+
+
+def cfg_vocab(folder: Path) -> int:
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(folder))
+
+
+def test_sparse_mlm_head_loss_equals_full_logits(corpus, tmp_path):
+    cfg = _cfg(corpus, tmp_path / "run")
+    task = build_task("pretrain", cfg)
+    model, tok = task.build_model(None)
+    task.bind(model, tok)
+    model.eval()  # no dropout: both passes must see the same network
+    batch = task.masked(torch.randint(5, len(tok), (4, 30)), None, torch.Generator().manual_seed(0))
+    full = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+    chosen = (batch["labels"] != -100).sum()
+    torch.testing.assert_close(task.loss(model, batch) / chosen, full, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_mid_pretraining_matches_uninterrupted(corpus, tmp_path, interrupted):
+    args = ("train.max_steps=12", "train.save_every=4", "train.eval_every=6")
+    pretrain.run(_cfg(corpus, tmp_path / "straight", *args))
+    out = tmp_path / "killed"
+    task_cls = type(build_task("pretrain", _cfg(corpus, out)))
+    interrupted(task_cls, 10, lambda: pretrain.run(_cfg(corpus, out, *args)))  # dies in step 11
+    pretrain.run(_cfg(corpus, out, *args, "train.resume=true"))
+    from safetensors.torch import load_file
+
+    straight = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    resumed = load_file(out / "final" / "model.safetensors")
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_token_budget_and_finetune_from_pretrained(corpus, tiny, tmp_path):
+    from lmforge.commands import finetune
+
+    metrics = pretrain.run(_cfg(corpus, tmp_path / "pt", "train.max_tokens=2000", "train.epochs=50"))
+    assert metrics["stopped"] == "max_tokens" and 2000 <= metrics["tokens_trained"] < 2000 + 8 * 30
+    cfg = config.load(None, [f"data.train={tiny / 'train.csv'}", f"data.test={tiny / 'test.csv'}",
+                             f"model.path={tmp_path / 'pt' / 'final'}", f"output_dir={tmp_path / 'ft'}",
+                             "train.epochs=1", "train.batch_size=16", "train.precision=fp32"])
+    result = finetune.run(cfg)
+    assert 0 <= result["accuracy"] <= 1 and (tmp_path / "ft" / "best" / "config.json").is_file()
