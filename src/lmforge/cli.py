@@ -91,6 +91,21 @@ COMMANDS: dict[str, Command] = {
                             (["--port"], {"type": int, "default": 8000, "help": "TCP port"}),
                             (["--api-key"], {"help": "require 'Authorization: Bearer KEY' on every request but /health"}),
                             (["--max-batch"], {"type": int, "default": 16, "help": "most requests per forward pass"})]),
+    "distill": Command("lmforge.commands.distill:run", "train a smaller student classifier on a teacher's soft labels",
+                       uses_config=True,
+                       flags=[(["--teacher"], {"help": "teacher model folder (sets distill.teacher)"}),
+                              (["--student-layers"], {"type": int, "help": "keep every k-th teacher layer, this many (sets distill.student_layers)"}),
+                              (["--out"], {"help": "student model folder to write (sets output_dir)"})]),
+    "prune": Command("lmforge.commands.prune:run", "prune the least important attention heads, then fine-tune briefly to recover",
+                     flags=[_MODEL, (["--out"], {"required": True, "help": "pruned model folder to write"}),
+                            (["--heads"], {"type": float, "default": 0.3, "help": "share of all attention heads to prune"}),
+                            (["--recover-steps"], {"type": int, "default": 200, "help": "recovery fine-tune steps (0: none)"}),
+                            (["--linear"], {"type": float, "default": 0.0,
+                                            "help": "also zero this share of each encoder linear weight by magnitude"}),
+                            (["--importance-batches"], {"type": int, "default": 8,
+                                                        "help": "training batches that score head importance"}),
+                            (["overrides"], {"nargs": "*", "metavar": "key=value",
+                                             "help": "config overrides on the model's saved run config, e.g. train.lr=1e-4"})]),
     "kb": Command("lmforge.commands.kb:run", "knowledge-base QA: build an index of Q&A pairs or passages, ask it, score it",
                   flags=[(["action"], {"choices": ["build", "ask", "eval"], "help": "what to do"}),
                          (["args"], {"nargs": "*", "help": "build: SOURCE | ask: INDEX QUESTION | eval: INDEX"}),
@@ -104,7 +119,8 @@ COMMANDS: dict[str, Command] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    _take_overrides(parser, args, extra)
     if not args.command:
         parser.print_help()
         return 2
@@ -134,9 +150,19 @@ def _dispatch(args: argparse.Namespace) -> None:
         path, overrides = _split_config_args(args.config_args)
         if getattr(args, "resume", False):
             overrides.append("train.resume=true")
-        function(config.load(path, overrides))
+        function(config.load(path, overrides), **values)
     else:
         function(**values)
+
+
+def _take_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """key=value items after a command's flags (`prune MODEL --heads 0.3 train.lr=1e-4`): argparse
+    stops filling a positional list once a flag follows it, so they arrive here as leftovers."""
+    rest = next((name for name in ("config_args", "overrides") if hasattr(args, name)), None)
+    if extra and (rest is None or any("=" not in item for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(args, rest, getattr(args, rest) + extra)
 
 
 def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:

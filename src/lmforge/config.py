@@ -125,6 +125,15 @@ class PretrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    teacher: str = opt("", "distill: teacher model folder, a trained classifier (e.g. runs/x/best)")
+    student_layers: int = opt(0, "distill: student = the teacher keeping every k-th of its layers, this many (0: model.preset/model.path)")
+    temperature: float = opt(2.0, "distill: softmax temperature of the soft-label term (higher: softer targets)")
+    alpha: float = opt(0.5, "distill: weight of the soft-label (teacher) term; 1 - alpha weights the hard labels")
+    unlabelled: str = opt("", "distill: file of extra texts (text column) that feed the soft-label term only")
+
+
+@dataclass
 class Config:
     task: str = opt("classification", "what to train: classification | generation | pretrain")
     objective: str = opt("mlm", "pretrain: mlm (masked LM, BERT-style encoder) | clm (causal LM, Llama-style decoder)")
@@ -139,6 +148,7 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None, cls: type = Config) -> Any:

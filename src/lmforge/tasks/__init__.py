@@ -1,3 +1,3 @@
 """Tasks plug into the one training loop through the protocol in `base`; importing registers them."""
 
-from lmforge.tasks import classification, generation, pretrain  # noqa: F401
+from lmforge.tasks import classification, distill, generation, pretrain  # noqa: F401

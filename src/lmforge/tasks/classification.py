@@ -211,17 +211,22 @@ class Classification:
 
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        return self._example_losses(logits, batch["labels"]).sum()
+        return self.example_losses(logits, batch["labels"]).sum()
 
     def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        return self.logit_outputs(logits, batch)
+
+    def logit_outputs(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> Outputs:
+        """Per-example outputs from a batch's logits (distillation adds its own to these)."""
         probs = torch.sigmoid(logits) if self.multi else torch.softmax(logits, -1)
         out = {"probs": probs.cpu().numpy()}
         if "labels" in batch:
-            out["loss"] = self._example_losses(logits, batch["labels"]).detach().cpu().numpy()
+            out["loss"] = self.example_losses(logits, batch["labels"]).detach().cpu().numpy()
         return out
 
-    def _example_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def example_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-example hard-label losses (n,); distillation adds its soft-label term to these."""
         weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
         if self.multi:
             losses = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight, reduction="none")

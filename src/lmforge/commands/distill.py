@@ -1,0 +1,66 @@
+"""`lmforge distill --teacher runs/x/best --student-layers 2 [CONFIG] key=value ... --out runs/x/student`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from lmforge.config import Config
+from lmforge.errors import LmforgeError
+from lmforge.registry import build_task
+
+
+def run(cfg: Config, teacher: str | None = None, student_layers: int | None = None,
+        out: str | None = None) -> dict[str, Any]:
+    """Distil the teacher into a student per `cfg` (flags override it); returns the student's test metrics."""
+    from lmforge.commands.evaluate import write_evaluation
+    from lmforge.commands.finetune import check_output_dir
+    from lmforge.compress.train import fit_to_folder
+    from lmforge.tasks.distill import agreement
+
+    cfg = _with_flags(cfg, teacher, student_layers, out)
+    task = build_task("distill", cfg)
+    data = task.load_data()  # loads the teacher and checks every row before anything is written
+    check_output_dir(cfg)
+    model, tokenizer = task.build_model(data)
+    task.bind(model, tokenizer)
+    train = task.encode(data.train, tokenizer)
+    if task.unlabelled is not None:
+        train += task.encode(task.unlabelled, tokenizer)
+    result, student = fit_to_folder(cfg, task, model, tokenizer, train, task.encode(data.validation, tokenizer),
+                                    Path(cfg.output_dir))
+    teacher_probs = task.teacher_probs(data.test)
+    agree = agreement(task.base, student.outputs(data.test)["probs"], teacher_probs)
+    teacher_metrics = task.base.metrics({"probs": teacher_probs}, task.base.targets(data.test))
+    extra = {"teacher_agreement": agree,
+             "teacher": {k: v for k, v in teacher_metrics.items() if isinstance(v, float)},
+             "parameters": _parameters(student.model), "teacher_parameters": _parameters(task.teacher.model),
+             "distill": dataclasses.asdict(cfg.distill)}
+    notes = [f"student of {cfg.distill.teacher}: {_describe(cfg)}, {extra['parameters']:,} parameters "
+             f"(teacher: {extra['teacher_parameters']:,})",
+             f"agrees with the teacher on {agree:.1%} of {data.test.source}; teacher accuracy "
+             f"{teacher_metrics.get('accuracy', float('nan')):.4f}",
+             f"training stopped: {result.stopped} after {result.steps} steps ({len(train)} examples, "
+             f"{len(task.unlabelled.texts) if task.unlabelled else 0} of them unlabelled)"]
+    return write_evaluation(student, data.test, Path(cfg.output_dir), train=data.train, history=result.history,
+                            title=f"distill: {Path(cfg.output_dir).name}", notes=notes, extra=extra)
+
+
+def _with_flags(cfg: Config, teacher: str | None, student_layers: int | None, out: str | None) -> Config:
+    """The command-line flags written into the config, so the saved config tells the whole story."""
+    if cfg.task != "classification":
+        raise LmforgeError(f"distill trains classifiers; task is '{cfg.task}'")
+    distill = dataclasses.replace(cfg.distill, teacher=teacher if teacher is not None else cfg.distill.teacher,
+                                  student_layers=student_layers if student_layers is not None else cfg.distill.student_layers)
+    return dataclasses.replace(cfg, distill=distill, output_dir=out if out is not None else cfg.output_dir)
+
+
+def _describe(cfg: Config) -> str:
+    if cfg.distill.student_layers:
+        return f"{cfg.distill.student_layers} of its layers"
+    return f"preset '{cfg.model.preset}' (random initial weights)" if cfg.model.preset else cfg.model.path
+
+
+def _parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,47 @@
+"""Training a compressed model on the one loop so that `--out` itself is the model folder.
+
+`finetune` leaves its model at <output_dir>/best; a compression command is asked for a model folder
+(`--out runs/x/student`), so the run's logs go to <out>/run and the best model's files move up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lmforge import config as config_mod
+from lmforge.config import Config
+from lmforge.inference import Loaded, load
+from lmforge.tasks.base import Features
+from lmforge.train.checkpoint import save_model_folder
+from lmforge.train.loop import FitResult, fit
+
+
+def fit_to_folder(cfg: Config, task: Any, model: Any, tokenizer: Any, train: Features, validation: Features,
+                  out: Path) -> tuple[FitResult, Loaded]:
+    """Fit with `cfg` in <out>/run, keep its best model as the folder `out`, and load it."""
+    run_cfg = dataclasses.replace(cfg, output_dir=str(out / "run"))
+    shutil.rmtree(out / "run", ignore_errors=True)  # the loop appends to logs it finds
+    config_mod.save(run_cfg, out / "run" / "config.yaml")
+    result = fit(run_cfg, task, model, tokenizer, train, validation)
+    _promote(result.best_dir, out)
+    shutil.rmtree(out / "run" / "checkpoint", ignore_errors=True)  # the commands do not resume
+    return result, load(out, precision=result.precision)
+
+
+def save_to_folder(cfg: Config, model: Any, tokenizer: Any, out: Path) -> Loaded:
+    """Save an untrained (e.g. pruned only) model as the folder `out`, and load it."""
+    run_cfg = dataclasses.replace(cfg, output_dir=str(out / "run"))
+    save_model_folder(out / "run" / "best", model, tokenizer, run_cfg)
+    _promote(out / "run" / "best", out)
+    return load(out, precision=cfg.train.precision)
+
+
+def _promote(best: Path, out: Path) -> None:
+    """Move the files of a complete model folder into `out`, one atomic rename each."""
+    for item in best.iterdir():
+        os.replace(item, out / item.name)
+    best.rmdir()

@@ -1,0 +1,159 @@
+"""Knowledge distillation as a task: classification whose loss also follows a teacher's soft labels.
+
+Wraps `Classification` (composition, not a copy): reading data, encoding, metrics and reports are
+the classification task's. This adds the teacher's logits to every feature — computed once, before
+training, so the loop never runs the teacher — and the loss of Hinton et al. (2015):
+
+    alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(hard labels)
+
+T^2 keeps the soft term's gradients on the hard term's scale whatever the temperature. Texts
+without labels (`distill.unlabelled`) get a placeholder label and weight 0 in the hard term.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmforge.config import Config
+from lmforge.errors import LmforgeError
+from lmforge.registry import register_task
+from lmforge.tasks.base import Data, Features, Outputs
+from lmforge.tasks.classification import Classification, Split
+
+TINY = 1e-7  # probabilities are clipped here before turning back into logits
+
+
+@register_task("distill")
+def build(cfg: Config) -> "Distillation":
+    return Distillation(cfg)
+
+
+class Distillation:
+    """Trains a student classifier; `teacher` is the loaded teacher (`lmforge.inference.Loaded`)."""
+
+    name = "distill"
+    auto_class = Classification.auto_class
+
+    def __init__(self, cfg: Config):
+        self.cfg, self.d = cfg, cfg.distill
+        self.base = Classification(cfg)
+        self.teacher: Any = None
+        self.unlabelled: Split | None = None
+        self._teacher_probs: dict[int, np.ndarray] = {}  # id(split) -> probabilities, one teacher pass per split
+
+    @property
+    def default_metric(self) -> str:
+        return self.base.default_metric
+
+    # ---- data and model -------------------------------------------------------------------
+    def load_data(self) -> Data:
+        """The classification data, checked against the teacher's label set; the teacher is loaded here."""
+        from lmforge.inference import load
+
+        if not self.d.teacher:
+            raise LmforgeError("distill.teacher is empty: give the teacher's model folder (--teacher runs/x/best)")
+        if not 0.0 <= self.d.alpha <= 1.0 or self.d.temperature <= 0:
+            raise LmforgeError("distill.alpha must lie in [0, 1] and distill.temperature be positive")
+        self.teacher = load(self.d.teacher, precision=self.cfg.train.precision)
+        if self.teacher.task.name != "classification" or self.teacher.task.multi != self.base.multi:
+            raise LmforgeError(f"{self.d.teacher} is not a {'multi-label ' if self.base.multi else ''}classifier "
+                               "like the student this config trains")
+        data = self.base.load_data()
+        mine, theirs = self.base.label_names, self.teacher.task.label_names
+        if sorted(mine) != sorted(theirs):
+            raise LmforgeError(f"labels of {self.cfg.data.train} ({', '.join(mine)}) differ from the teacher's "
+                               f"({', '.join(theirs)})")
+        if mine != theirs and self.base.class_weights is not None:
+            raise LmforgeError("classification.class_weights needs the teacher's labels in sorted order")
+        self.base.label_names = list(theirs)  # the order of the teacher's outputs
+        if self.d.unlabelled:
+            self.unlabelled = self.base.read_texts(self.d.unlabelled)
+        return data
+
+    def build_model(self, data: Data) -> tuple[Any, Any]:
+        from lmforge.compress.distill import build_student
+
+        return build_student(self.cfg, self.base.label_names, data.train.texts)
+
+    def bind(self, model: Any, tokenizer: Any) -> None:
+        self.base.bind(model, tokenizer)
+
+    def teacher_probs(self, split: Split) -> np.ndarray:
+        """The teacher's probabilities on a split (its own tokenizer, batched), computed once per split."""
+        if id(split) not in self._teacher_probs:
+            self._teacher_probs[id(split)] = self.teacher.outputs(Split(split.source, split.texts, []))["probs"]
+        return self._teacher_probs[id(split)]
+
+    def encode(self, split: Split, tokenizer: Any) -> Features:
+        """Classification features plus the teacher's logits and whether the hard label counts."""
+        features = self.base.encode(split, tokenizer)
+        logits = self._logits(self.teacher_probs(split))
+        n_labels = len(self.base.label_names)
+        for feature, row in zip(features, logits):
+            feature["teacher"] = row
+            feature["hard"] = np.float32("labels" in feature)
+            if "labels" not in feature:  # ignored by cross-entropy; zeroed by `hard` for multi-label
+                feature["labels"] = np.zeros(n_labels, np.float32) if self.base.multi else np.int64(-100)
+        return features
+
+    def _logits(self, probs: np.ndarray) -> np.ndarray:
+        """Logits back from probabilities: log p for softmax (shift-invariant), log-odds for sigmoid."""
+        p = np.clip(probs.astype(np.float64), TINY, 1 - TINY)
+        return (np.log(p / (1 - p)) if self.base.multi else np.log(p)).astype(np.float32)
+
+    # ---- loop hooks -------------------------------------------------------------------------
+    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+        return self.base.collate(features)
+
+    def count(self, feature: dict[str, Any]) -> int:
+        return 1
+
+    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        hard = self.base.example_losses(logits, batch["labels"]) * batch["hard"]
+        return (self.d.alpha * self.soft_losses(logits, batch["teacher"]) + (1 - self.d.alpha) * hard).sum()
+
+    def soft_losses(self, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """T^2 * KL(teacher_T || student_T) per example (mean over labels for multi-label)."""
+        t = self.d.temperature
+        student, target = logits / t, teacher.float() / t
+        if self.base.multi:  # a two-class KL per label
+            student = torch.stack([F.logsigmoid(-student), F.logsigmoid(student)], -1)
+            target = torch.stack([F.logsigmoid(-target), F.logsigmoid(target)], -1)
+            kl = F.kl_div(student, target, reduction="none", log_target=True).sum(-1).mean(-1)
+        else:
+            kl = F.kl_div(F.log_softmax(student, -1), F.log_softmax(target, -1), reduction="none",
+                          log_target=True).sum(-1)
+        return kl * t * t
+
+    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+        """The classification outputs plus each example's soft-label loss."""
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        out = self.base.logit_outputs(logits, batch)
+        out["kd"] = self.soft_losses(logits, batch["teacher"]).detach().cpu().numpy()
+        return out
+
+    def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
+        """Classification metrics, the soft-label loss and the share of decisions agreeing with the teacher."""
+        scores = self.base.score(outputs, features)
+        teacher = np.stack([f["teacher"] for f in features])
+        teacher_probs = 1 / (1 + np.exp(-teacher)) if self.base.multi else np.exp(teacher)
+        scores["kd"] = float(np.mean(outputs["kd"]))
+        scores["agreement"] = agreement(self.base, outputs["probs"], teacher_probs)
+        return scores
+
+    # ---- results ----------------------------------------------------------------------------
+    def report(self, loaded: Any, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return self.base.report(loaded, split)
+
+    def baseline(self, train: Split, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return self.base.baseline(train, split)
+
+
+def agreement(task: Classification, probs: np.ndarray, reference: np.ndarray) -> float:
+    """Share of decisions (labels, or per-label yes/no for multi-label) equal to the reference model's."""
+    return float(np.mean(task.decide(probs) == task.decide(reference)))
