@@ -143,3 +143,42 @@ def test_questions_file_and_predict_refusal(trained, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"question": "  "}) + "\n", encoding="utf-8")
     assert main(["generate", str(trained / "best"), "--input", str(empty), "--output", str(out)]) == 2
+
+
+def test_loss_on_labelled_positions_equals_full_logits_loss():
+    """The LM head runs only at labelled positions; loss and gradients match full-vocabulary logits."""
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lmforge.tasks.generation import Generation
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=32))
+    ids = torch.randint(0, 64, (3, 12))
+    mask, labels = torch.ones_like(ids), ids.clone()
+    labels[0, :5] = -100  # prompt of 5 tokens
+    labels[1, :3], labels[1, 6:8] = -100, -100  # two answers (multi-turn)
+    mask[2, 9:], labels[2, :7], labels[2, 9:] = 0, -100, -100  # right padding
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    task = Generation(config.load(None, ["task=generation"]))
+
+    def full_loss(m):
+        logits = m(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        return F.cross_entropy(logits.float().transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none").sum(1)
+
+    expected = full_loss(model)
+    expected.sum().backward()
+    expected_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got = task._token_losses(model, batch)
+    assert got.shape == (3, 7)  # the longest answer set (row 0: 7 labels after the shift), not all 11 positions
+    torch.testing.assert_close(got.sum(1), expected, atol=1e-5, rtol=1e-5)
+    task.loss(model, batch).backward()
+    for p, want in zip(model.parameters(), expected_grads):
+        torch.testing.assert_close(p.grad, want, atol=1e-5, rtol=1e-5)
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        torch.testing.assert_close(task._token_losses(lora, batch).sum(1), full_loss(lora), atol=1e-5, rtol=1e-5)
+    assert task._token_losses(model, {**batch, "labels": torch.full_like(labels, -100)}).sum() == 0

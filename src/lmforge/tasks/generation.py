@@ -128,9 +128,18 @@ class Generation:
                 "tokens": (batch["labels"][:, 1:] != -100).sum(1).cpu().numpy()}
 
     def _token_losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-token next-token cross-entropy (batch, length-1); 0 where no label."""
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        target = batch["labels"][:, 1:]
+        """Next-token cross-entropy at labelled positions, (batch, most labels in a row); 0 in the padding.
+
+        The LM head runs only where a label is: fp32 logits over the whole vocabulary at every prompt
+        and padding position were most of SFT's peak memory. A pre-hook on the head gathers those
+        positions, so the model's own forward runs unchanged (logit scaling, DDP/peft/Opacus wrappers).
+        """
+        positions, target = labelled_positions(batch["labels"][:, 1:])
+        hook = _lm_head(model).register_forward_pre_hook(lambda _, args: (_gather(args[0], positions), *args[1:]))
+        try:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        finally:
+            hook.remove()
         return F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=-100, reduction="none")
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
@@ -181,3 +190,23 @@ def encode_conversation(tokenizer: Any, conversation: Conversation) -> tuple[lis
         inside |= (starts >= lo) & (starts < hi)
     ids = enc["input_ids"]
     return ids, [t if keep else -100 for t, keep in zip(ids, inside)]
+
+
+def labelled_positions(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions, targets), both (batch, most labels in a row): each row's labelled positions first,
+    in order, then unlabelled ones (target -100) as padding."""
+    keep = target != -100
+    width = int(keep.sum(1).max()) if keep.numel() else 0
+    positions = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
+    return positions, target.gather(1, positions)
+
+
+def _gather(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+
+
+def _lm_head(model: Any) -> torch.nn.Module:
+    """The output layer, looking through DDP-style `.module` wrappers (peft forwards the lookup itself)."""
+    while not hasattr(model, "get_output_embeddings") and hasattr(model, "module"):
+        model = model.module
+    return model.get_output_embeddings()
