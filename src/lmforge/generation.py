@@ -1,5 +1,8 @@
 """Prompts and decoding for causal LMs: chat templates, batched generation, streaming.
 
+`complete` is the one decoding path (batched, left-padded, with token counts); `generate` formats
+conversations for it, `stream` yields one completion piece by piece.
+
 The prompt format is the model's own chat template when it has one, else a named built-in
 template (src/lmforge/templates/*.jinja) that is then saved with the tokenizer, so training,
 `generate`, `chat` and `serve` all format prompts identically.
@@ -7,6 +10,9 @@ template (src/lmforge/templates/*.jinja) that is then saved with the tokenizer, 
 
 from __future__ import annotations
 
+import threading
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +24,7 @@ from lmforge.log import logger
 from lmforge.train.device import autocast
 
 TEMPLATES = Path(__file__).with_name("templates")
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def ensure_template(tokenizer: Any, name: str) -> None:
@@ -63,50 +70,99 @@ def decoding_kwargs(tokenizer: Any, cfg: GenerationConfig) -> dict[str, Any]:
     return kwargs
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class Completion:
+    """One generated answer and what an API reports about it."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int  # with the EOS/end-of-turn token when generation ended on one
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+
+
 def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], cfg: GenerationConfig,
              device: torch.device, precision: str, batch_size: int = 8) -> list[str]:
-    """Answers to the last user turn of each conversation; batched with left padding, sorted by length."""
+    """Answers to the last user turn of each conversation, formatted with the model's chat template."""
     prompts = [prompt_text(tokenizer, c) for c in conversations]
+    return [c.text for c in complete(model, tokenizer, prompts, cfg, device, precision, batch_size)]
+
+
+@torch.no_grad()
+def complete(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
+             precision: str, batch_size: int = 8, strip: bool = True) -> list[Completion]:
+    """Completions of already-formatted prompts: batched with left padding, longest first.
+
+    The one decoding path behind `generate`, `kb ask` and the server (which also sends raw prompts
+    and reports token counts). `strip` trims answers as chat shows them; raw completions keep spaces.
+    """
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    answers: list[str] = [""] * len(prompts)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # new tokens must follow every prompt directly
-    try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            enc = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with autocast(precision, device, model):
-                out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
-            for i, row in zip(chunk, out[:, enc["input_ids"].shape[1]:]):
-                answers[i] = _clean(tokenizer.decode(row, skip_special_tokens=True), cfg.stop)
-    finally:
-        tokenizer.padding_side = side
-    return answers
+    done: list[Completion] = [None] * len(prompts)  # type: ignore[list-item]
+    stops = set(stop_token_ids(tokenizer))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        enc = _encode(tokenizer, [prompts[i] for i in chunk], device)
+        with autocast(precision, device, model):
+            out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
+        rows = out[:, enc["input_ids"].shape[1]:].tolist()
+        for i, row, n_prompt in zip(chunk, rows, enc["attention_mask"].sum(1).tolist()):
+            done[i] = _completion(tokenizer, row, int(n_prompt), stops, cfg, strip)
+    return done
 
 
-def stream(model: Any, tokenizer: Any, messages: list[dict[str, str]], cfg: GenerationConfig,
-           device: torch.device, precision: str) -> Iterator[str]:
-    """Yield the answer's text piece by piece as it is generated (for `chat` and SSE)."""
-    from threading import Thread
+def stream(model: Any, tokenizer: Any, prompt: str, cfg: GenerationConfig, device: torch.device, precision: str,
+           cancel: threading.Event | None = None, timeout: float | None = None) -> Iterator[str]:
+    """Text pieces of the completion of `prompt` as they are generated (for `chat` and SSE).
 
-    from transformers import TextIteratorStreamer
+    Setting `cancel`, or closing this iterator, stops generation (a client that left); `timeout`
+    bounds the wait for each piece.
+    """
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-    enc = tokenizer([prompt_text(tokenizer, messages)], return_tensors="pt", add_special_tokens=False).to(device)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    cancel = cancel or threading.Event()
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+    enc = _encode(tokenizer, [prompt], device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
 
     def work() -> None:
         with torch.no_grad(), autocast(precision, device, model):
-            model.generate(**enc, **decoding_kwargs(tokenizer, cfg), streamer=streamer)
+            model.generate(**enc, **decoding_kwargs(tokenizer, cfg), streamer=streamer,
+                           stopping_criteria=StoppingCriteriaList([Cancelled()]))
 
-    thread = Thread(target=work, daemon=True)
-    thread.start()
-    yield from streamer
-    thread.join()
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        yield from streamer
+    finally:
+        cancel.set()
 
 
-def _clean(text: str, stops: list[str]) -> str:
-    """Cut at the first stop string (generate keeps the matched stop text) and trim whitespace."""
-    for stop in stops:
-        if stop in text:
-            text = text[: text.index(stop)]
-    return text.strip()
+def tokenizer_lock(tokenizer: Any) -> threading.Lock:
+    """One lock per tokenizer for threads that encode at once (the server's batch worker, streams,
+    request handlers): HF fast tokenizers fail ("Already borrowed") when two threads change padding."""
+    return _LOCKS.setdefault(tokenizer, threading.Lock())
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """Text before the earliest stop string (generate keeps the matched stop), and whether one matched."""
+    hits = [text.index(s) for s in stops if s and s in text]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+def _encode(tokenizer: Any, prompts: list[str], device: torch.device) -> Any:
+    with tokenizer_lock(tokenizer):  # left padding: new tokens must follow every prompt directly
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+    return enc.to(device)
+
+
+def _completion(tokenizer: Any, row: list[int], n_prompt: int, stops: set[int], cfg: GenerationConfig,
+                strip: bool) -> Completion:
+    """One generated row cut at its first end-of-turn token and stop string, with its counts."""
+    end = next((i for i, t in enumerate(row) if t in stops), None)
+    ids = row if end is None else row[:end]
+    with tokenizer_lock(tokenizer):
+        text, cut = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), cfg.stop)
+    finish = "length" if end is None and not cut and len(row) >= cfg.max_new_tokens else "stop"
+    return Completion(text.strip() if strip else text, n_prompt, len(ids) + (end is not None), finish)

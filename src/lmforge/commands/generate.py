@@ -31,7 +31,7 @@ def run(model: str, input: str, output: str, precision: str = "auto", batch_size
 
 def chat(model: str, precision: str = "auto") -> None:
     """Interactive multi-turn chat on the terminal, streaming each answer as it is generated."""
-    from lmforge.generation import stream
+    from lmforge.generation import prompt_text, stream
 
     loaded = _generator(model, precision, 1)
     history = loaded.task.read_list([""]).conversations[0][:-1]  # the system prompt, if any
@@ -45,7 +45,8 @@ def chat(model: str, precision: str = "auto") -> None:
             break
         history.append({"role": "user", "content": text})
         pieces = []
-        for piece in stream(loaded.model, loaded.tokenizer, history, loaded.cfg.generation, loaded.device, loaded.precision):
+        prompt = prompt_text(loaded.tokenizer, history)
+        for piece in stream(loaded.model, loaded.tokenizer, prompt, loaded.cfg.generation, loaded.device, loaded.precision):
             print(piece, end="", flush=True)
             pieces.append(piece)
         print()

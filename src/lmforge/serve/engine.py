@@ -1,9 +1,8 @@
 """The model side of the server: classify texts, complete prompts (batched), stream one prompt.
 
-Unlike `lmforge.generation.generate`, these take already-formatted prompt texts (so /v1/completions
-can send raw text, and chat formats with the saved template via `prompt_text`) and report token
-counts for `usage`. A lock guards the tokenizer: HF fast tokenizers fail ("Already borrowed") when
-two threads change padding settings at once, as the batch worker and a stream would.
+Decoding is `lmforge.generation`'s (`complete`, `stream`): the engine adds what a server needs around
+it, namely request settings turned into a decoding config, jobs grouped so equal settings share one
+batch, and token counts under the tokenizer's lock (handlers, the batch worker and streams run at once).
 """
 
 from __future__ import annotations
@@ -12,19 +11,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
-import torch
-
 from lmforge.config import GenerationConfig
-from lmforge.generation import decoding_kwargs, prompt_text, stop_token_ids
-from lmforge.train.device import autocast
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+from lmforge.generation import Completion, complete, cut_at_stop, prompt_text, stream, tokenizer_lock
 
 
 @dataclass(frozen=True)
@@ -42,7 +30,6 @@ class Engine:
     def __init__(self, loaded: Any, name: str):
         self.loaded, self.name = loaded, name
         self.tokenizer = loaded.tokenizer
-        self._lock = threading.Lock()
         self.context = getattr(loaded.model.config, "max_position_embeddings", None)
 
     @property
@@ -50,11 +37,10 @@ class Engine:
         return self.loaded.task.name
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        with self._lock:
-            return prompt_text(self.tokenizer, messages)
+        return prompt_text(self.tokenizer, messages)
 
     def count(self, text: str) -> int:
-        with self._lock:
+        with tokenizer_lock(self.tokenizer):
             return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def config(self, max_tokens: int, temperature: float | None, top_p: float | None,
@@ -71,67 +57,24 @@ class Engine:
         return self.loaded.predict(texts)
 
     def complete(self, jobs: list[Job]) -> list[Completion]:
-        """Jobs with equal decoding settings share one `model.generate` call."""
-        groups: dict[str, list[int]] = {}
+        """Jobs with equal decoding settings share one batch of `generation.complete`."""
+        groups: dict[tuple[str, bool], list[int]] = {}
         for i, job in enumerate(jobs):
-            groups.setdefault(repr(job.cfg), []).append(i)
-        results: list[Completion | None] = [None] * len(jobs)
+            groups.setdefault((repr(job.cfg), job.strip), []).append(i)
+        results: list[Completion] = [None] * len(jobs)  # type: ignore[list-item]
+        loaded = self.loaded
         for indexes in groups.values():
-            done = self._complete_group([jobs[i] for i in indexes])
+            first = jobs[indexes[0]]
+            done = complete(loaded.model, self.tokenizer, [jobs[i].prompt for i in indexes], first.cfg,
+                            loaded.device, loaded.precision, batch_size=len(indexes), strip=first.strip)
             for i, completion in zip(indexes, done):
                 results[i] = completion
-        return results  # type: ignore[return-value]
-
-    @torch.no_grad()
-    def _complete_group(self, jobs: list[Job]) -> list[Completion]:
-        cfg, tok = jobs[0].cfg, self.tokenizer
-        enc = self._encode([job.prompt for job in jobs])
-        with autocast(self.loaded.precision, self.loaded.device):
-            out = self.loaded.model.generate(**enc, **decoding_kwargs(tok, cfg))
-        stops, prompt_lengths = set(stop_token_ids(tok)), enc["attention_mask"].sum(dim=1).tolist()
-        results = []
-        for job, row, n_prompt in zip(jobs, out[:, enc["input_ids"].shape[1]:].tolist(), prompt_lengths):
-            end = next((i for i, t in enumerate(row) if t in stops), None)
-            ids = row if end is None else row[:end]
-            text, cut = cut_at_stop(tok.decode(ids, skip_special_tokens=True), cfg.stop)
-            finish = "length" if end is None and not cut and len(row) >= cfg.max_new_tokens else "stop"
-            results.append(Completion(text.strip() if job.strip else text, int(n_prompt),
-                                      len(ids) + (end is not None), finish))
         return results
-
-    def _encode(self, prompts: list[str]) -> Any:
-        with self._lock:
-            side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"  # new tokens follow each prompt
-            try:
-                enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            finally:
-                self.tokenizer.padding_side = side
-        return enc.to(self.loaded.device)
 
     def stream(self, prompt: str, cfg: GenerationConfig, cancel: threading.Event, timeout: float) -> Iterator[str]:
         """Text pieces as they are generated; setting `cancel` (client gone) stops generation."""
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        class Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
-        enc = self._encode([prompt])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
-
-        def work() -> None:
-            with torch.no_grad(), autocast(self.loaded.precision, self.loaded.device):
-                self.loaded.model.generate(**enc, **decoding_kwargs(self.tokenizer, cfg), streamer=streamer,
-                                           stopping_criteria=StoppingCriteriaList([Cancelled()]))
-
-        threading.Thread(target=work, daemon=True).start()
-        return iter(streamer)
-
-
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """Text before the earliest stop string (generate keeps the matched stop), and whether one matched."""
-    hits = [text.index(s) for s in stops if s and s in text]
-    return (text[: min(hits)], True) if hits else (text, False)
+        loaded = self.loaded
+        return stream(loaded.model, self.tokenizer, prompt, cfg, loaded.device, loaded.precision, cancel, timeout)
 
 
 class StopCutter:

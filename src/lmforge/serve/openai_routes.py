@@ -12,8 +12,9 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
+from lmforge.generation import Completion
 from lmforge.log import logger
-from lmforge.serve.engine import Completion, Engine, Job, StopCutter
+from lmforge.serve.engine import Engine, Job, StopCutter
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, Sampling
 
 
