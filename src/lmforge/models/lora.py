@@ -37,6 +37,7 @@ def merge_folder(folder: Path, out: Path) -> None:
     from transformers import AutoTokenizer
 
     from lmforge.inference import run_config
+    from lmforge.privacy.card import read_privacy
     from lmforge.train.checkpoint import save_model_folder
 
     if not is_adapter_folder(folder):
@@ -44,5 +45,5 @@ def merge_folder(folder: Path, out: Path) -> None:
     model = AutoPeftModelForCausalLM.from_pretrained(folder).merge_and_unload()
     cfg = run_config(folder)
     cfg.method = "full"
-    save_model_folder(out, model, AutoTokenizer.from_pretrained(folder), cfg)
+    save_model_folder(out, model, AutoTokenizer.from_pretrained(folder), cfg, privacy=read_privacy(folder))
     logger.info(f"merged {folder} into {out}")

@@ -73,6 +73,12 @@ class DPTraining:
         """Epsilon spent so far at this run's delta (0 before the first step)."""
         return float(self.accountant.get_epsilon(delta=self.delta)) if self.accountant.history else 0.0
 
+    def card(self) -> dict[str, Any]:
+        """What a released model's card states about its privacy: the guarantee and how it was made."""
+        return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
+                "max_grad_norm": self.max_grad_norm, "sample_rate": self.sample_rate, "batch_size": self.batch_size,
+                "steps": sum(steps for _, _, steps in self.accountant.history), "accountant": self.mechanism}
+
     def prepare_empty_step(self, optimizer: Any) -> None:
         """Let the optimizer step on an empty Poisson batch: zero examples' gradients, so the
         update is pure noise, exactly what the privacy analysis assumes for an empty draw."""
@@ -161,7 +167,10 @@ def _per_example_position_ids(model: torch.nn.Module) -> None:
 
 def check_supported(model: torch.nn.Module) -> None:
     """Fail naming every trainable module Opacus cannot compute per-example gradients for
-    (e.g. BatchNorm, whose running statistics mix examples and are not private)."""
+    (e.g. BatchNorm, whose running statistics mix examples and are not private).
+
+    Frozen modules need no per-example gradients, so a LoRA model passes whatever its base holds.
+    """
     from opacus import GradSampleModule
     from opacus.validators import ModuleValidator
 
@@ -169,7 +178,19 @@ def check_supported(model: torch.nn.Module) -> None:
     model.train()  # the validator insists on training mode; we only want the module checks
     errors = ModuleValidator.validate(model, strict=False) + GradSampleModule.validate(model, strict=False)
     model.train(was_training)
+    errors += [f"{name}: a trainable parameter held in a container, used outside any layer's forward "
+               "(e.g. LoRA on an embedding), so no per-example gradient is recorded" for name in _unhooked(model)]
     if errors:
         listed = "\n  ".join(str(e) for e in errors)
         raise LmforgeError(f"DP-SGD cannot train this model: per-example gradients are unsupported for\n  {listed}\n"
-                           "freeze these parameters (e.g. method=lora) or replace the modules")
+                           "freeze these parameters (method=lora, leaving these modules out of lora.target_modules) or replace the modules")
+
+
+def _unhooked(model: torch.nn.Module) -> list[str]:
+    """Trainable parameters of ParameterDict/ParameterList containers. Opacus records per-example
+    gradients in hooks on the module whose forward uses a parameter; these containers are never
+    called (peft's LoRA embedding reads `lora_embedding_A[name]` directly), so their gradients
+    would reach the optimizer unclipped, or crash it."""
+    containers = (torch.nn.ParameterDict, torch.nn.ParameterList)
+    return [f"{name}.{key}" for name, module in model.named_modules() if isinstance(module, containers)
+            for key, p in module.named_parameters(recurse=False) if p.requires_grad]

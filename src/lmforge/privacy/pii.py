@@ -10,21 +10,18 @@ Patterns are compiled with re.ASCII, so full-width digits (１３８...) are not
 
 from __future__ import annotations
 
-import csv
 import ipaddress
-import json
-import os
 import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lmforge.atomic import write_file
 from lmforge.data.readers import Row, read_rows
+from lmforge.data.writers import Record, writer_for
 from lmforge.errors import LmforgeError
 
 # Kinds in priority order: when two candidates start at the same place and are equally long,
@@ -241,8 +238,6 @@ def _check_kinds(kinds: set[str] | None) -> set[str]:
 
 # ---------------------------------------------------------------------------- files
 
-Record = dict[str, Any]
-
 
 def redact_file(src: Path, dst: Path, columns: list[str] | None,
                 encoding: str = "utf-8") -> dict:
@@ -253,7 +248,7 @@ def redact_file(src: Path, dst: Path, columns: list[str] | None,
     Returns {"file": src, "rows", "counts": {kind: n for every kind}, "rows_changed"}.
     """
     src, dst = Path(src), Path(dst)
-    write = _writer(src, dst, encoding)
+    write = writer_for(src, dst, encoding)
     rows = read_rows(src, encoding)
     _check_columns(src, [row.values for row in rows], columns)
     redacted, counts, changed = redact_rows(rows, columns)
@@ -297,60 +292,3 @@ def _check_columns(src: Path, records: list[Record], columns: list[str] | None) 
     if records and missing:
         raise LmforgeError(f"{src}: no column(s) {', '.join(missing)}; "
                            f"columns are: {', '.join(sorted(present))}")
-
-
-def _writer(src: Path, dst: Path, encoding: str) -> Callable[[Path, list[Record]], None]:
-    """The writer for `dst`, after refusing to overwrite the input or to change format.
-
-    Converting formats on the way would flatten nested values into strings, so the output
-    suffix must match the input's.
-    """
-    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
-        raise LmforgeError(f"refusing to overwrite the input {src}; choose another output file")
-    suffix = dst.suffix.lower()
-    if suffix not in (*_TEXT_WRITERS, ".parquet"):
-        raise LmforgeError(f"{dst}: cannot write {suffix or '(no suffix)'!r}; "
-                           f"supported: {', '.join(_TEXT_WRITERS)}, .parquet")
-    if suffix != src.suffix.lower():
-        raise LmforgeError(f"{dst}: output must have the input's format ({src.suffix or 'none'})")
-    if suffix == ".parquet":
-        return partial(_write_parquet, src=src)
-    return partial(_TEXT_WRITERS[suffix], encoding=encoding)
-
-
-def _write_delimited(path: Path, records: list[Record], encoding: str, delimiter: str) -> None:
-    """CSV/TSV with the input's columns in their original order."""
-    names = list(dict.fromkeys(key for record in records for key in record))
-    with open(path, "w", encoding=encoding, newline="") as f:
-        writer = csv.DictWriter(f, names, delimiter=delimiter, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
-
-
-def _write_jsonl(path: Path, records: list[Record], encoding: str) -> None:
-    """One object per line; ensure_ascii=False keeps Chinese readable."""
-    with open(path, "w", encoding=encoding) as f:
-        f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-
-
-def _write_json(path: Path, records: list[Record], encoding: str) -> None:
-    """A JSON array of the records (an input's {"data": [...]} wrapper is not kept)."""
-    with open(path, "w", encoding=encoding) as f:
-        json.dump(records, f, ensure_ascii=False, indent=2)
-
-
-def _write_parquet(path: Path, records: list[Record], src: Path) -> None:
-    """Parquet with the input's schema, so column types and nulls survive the round trip."""
-    import pyarrow
-    import pyarrow.parquet
-
-    schema = pyarrow.parquet.read_schema(src)
-    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(records, schema=schema), path)
-
-
-_TEXT_WRITERS: dict[str, Callable[..., None]] = {
-    ".csv": partial(_write_delimited, delimiter=","),
-    ".tsv": partial(_write_delimited, delimiter="\t"),
-    ".jsonl": _write_jsonl,
-    ".json": _write_json,
-}

@@ -33,13 +33,16 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any) -> None:
-    """A standard HF folder (safetensors, config, tokenizer) plus the run config that made it."""
+def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any, privacy: dict[str, Any] | None = None) -> None:
+    """A standard HF folder (safetensors, config, tokenizer) plus the run config that made it and a
+    model card stating its privacy guarantee (`privacy`: `DPTraining.card()`, None without DP)."""
+    from lmforge.privacy.card import write_card
 
     def fill(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         config_mod.save(cfg, tmp / CONFIG_FILE)
+        write_card(tmp, cfg, privacy)
 
     write_dir(folder, fill)
 
