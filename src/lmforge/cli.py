@@ -28,6 +28,8 @@ _MODEL = (["model"], {"help": "model folder written by lmforge (e.g. runs/x/best
 _PRECISION = (["--precision"], {"default": "auto", "choices": ["auto", "bf16", "fp32"],
                                 "help": "numeric precision for inference (auto: bf16 where the CPU/GPU has it fast)"})
 _BATCH = (["--batch-size"], {"type": int, "default": 64, "help": "examples per forward pass"})
+_TEMPLATE = (["--template"], {"help": "chat template instead of the one saved with the model: a built-in name or "
+                                      "a .jinja file (warns when it differs)"})
 
 COMMANDS: dict[str, Command] = {
     "corpus": Command("lmforge.commands.corpus:build", "clean raw text (.txt/.jsonl/.json, .gz, folders) into a pretraining corpus",
@@ -71,9 +73,10 @@ COMMANDS: dict[str, Command] = {
     "generate": Command("lmforge.commands.generate:run", "answer every question of a file with a generation model",
                         flags=[_MODEL, (["--input"], {"required": True, "help": "questions, Q&A pairs or conversations"}),
                                (["--output"], {"required": True, "help": "answers file (.jsonl)"}),
-                               _PRECISION, (["--batch-size"], {"type": int, "default": 8, "help": "prompts per batch"})]),
+                               _PRECISION, (["--batch-size"], {"type": int, "default": 8, "help": "prompts per batch"}),
+                               _TEMPLATE]),
     "chat": Command("lmforge.commands.generate:chat", "chat with a generation model in the terminal (streaming)",
-                    flags=[_MODEL, _PRECISION]),
+                    flags=[_MODEL, _PRECISION, _TEMPLATE]),
     "merge": Command("lmforge.commands.generate:merge", "merge LoRA adapters into a plain HF model folder",
                      flags=[_MODEL, (["--out"], {"required": True, "help": "folder for the merged model"})]),
     "predict": Command("lmforge.commands.predict:run", "label every row of a file with a saved model",
@@ -108,11 +111,12 @@ COMMANDS: dict[str, Command] = {
                              (["--prompt"], {"default": argparse.SUPPRESS, "help": "the question each canary answers (default: 请记住这句话。)"}),
                              (["--encoding"], {"default": "utf-8", "help": "text encoding of the input and output"}),
                              (["--seed"], {"type": int, "default": 0, "help": "seed of secrets and positions (0: secrets from the OS RNG)"})]),
-    "serve": Command("lmforge.serve:run", "serve a model over HTTP (OpenAI-compatible chat/completions, /v1/classify)",
+    "serve": Command("lmforge.serve:run", "serve a model over HTTP (OpenAI-compatible chat/completions and embeddings, /v1/classify)",
                      flags=[_MODEL, (["--host"], {"default": "127.0.0.1", "help": "address to bind (default: loopback only)"}),
                             (["--port"], {"type": int, "default": 8000, "help": "TCP port"}),
                             (["--api-key"], {"help": "require 'Authorization: Bearer KEY' on every request but /health"}),
-                            (["--max-batch"], {"type": int, "default": 16, "help": "most requests per forward pass"})]),
+                            (["--max-batch"], {"type": int, "default": 16, "help": "most requests per forward pass"}),
+                            _PRECISION, _TEMPLATE]),
     "distill": Command("lmforge.commands.distill:run", "train a smaller student classifier on a teacher's soft labels",
                        uses_config=True,
                        flags=[(["--teacher"], {"help": "teacher model folder (sets distill.teacher)"}),

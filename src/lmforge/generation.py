@@ -31,12 +31,38 @@ def ensure_template(tokenizer: Any, name: str) -> None:
     """Give the tokenizer a chat template: its own if it has one, else the built-in `name`."""
     if tokenizer.chat_template:
         return
+    tokenizer.chat_template = template_text(name)
+    logger.info(f"the model has no chat template: using the built-in '{name}' template (saved with the model)")
+
+
+def use_template(tokenizer: Any, requested: str, model: str) -> None:
+    """Format prompts with `requested` instead of the template saved with `model`, warning (naming both)
+    when they differ: a model answers best in the format it was trained on."""
+    text = template_text(requested)
+    if text != tokenizer.chat_template:
+        logger.warning(f"{model} was saved with {_describe(tokenizer.chat_template)} but is asked to use "
+                       f"'{requested}': prompts will not look like the ones it was trained on")
+    tokenizer.chat_template = text
+
+
+def template_text(name: str) -> str:
+    """The text of the built-in template `name`, or of a .jinja file."""
+    if name.endswith(".jinja"):
+        if not Path(name).is_file():
+            raise LmforgeError(f"template file not found: {name}")
+        return Path(name).read_text(encoding="utf-8")
     path = TEMPLATES / f"{name}.jinja"
     if not path.is_file():
         names = ", ".join(p.stem for p in TEMPLATES.glob("*.jinja"))
-        raise LmforgeError(f"unknown generation.template '{name}' (built-in: {names})")
-    tokenizer.chat_template = path.read_text(encoding="utf-8")
-    logger.info(f"the model has no chat template: using the built-in '{name}' template (saved with the model)")
+        raise LmforgeError(f"unknown generation.template '{name}' (built-in: {names}; or a .jinja file)")
+    return path.read_text(encoding="utf-8")
+
+
+def _describe(saved: str | None) -> str:
+    if not saved:
+        return "no chat template"
+    names = [p.stem for p in TEMPLATES.glob("*.jinja") if p.read_text(encoding="utf-8") == saved]
+    return f"the built-in '{names[0]}' template" if names else "its own chat template (tokenizer_config.json)"
 
 
 def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:

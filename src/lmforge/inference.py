@@ -56,8 +56,12 @@ class Loaded:
         return self.task.predictions(self.outputs(self.task.read_list(texts)))
 
 
-def load(path: str | Path, precision: str = "auto", batch_size: int = 64) -> Loaded:
-    """Load a model folder written by lmforge (or a plain HF folder with a classification head)."""
+def load(path: str | Path, precision: str = "auto", batch_size: int = 64, template: str | None = None) -> Loaded:
+    """Load a model folder written by lmforge (or a plain HF folder with a classification head).
+
+    `template` (a built-in name or a .jinja file) replaces a generation model's saved chat template,
+    with a warning when it differs.
+    """
     import transformers
 
     from lmforge.models.load import as_folder
@@ -74,7 +78,17 @@ def load(path: str | Path, precision: str = "auto", batch_size: int = 64) -> Loa
     # Inference keeps no master weights, so bf16 weights outright: no per-call casts under autocast.
     model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None).eval()
     task.bind(model, tokenizer)
+    if template:
+        _use_template(task, tokenizer, template, folder)
     return Loaded(cfg, task, model, tokenizer, device, precision, batch_size)
+
+
+def _use_template(task: Any, tokenizer: Any, template: str, folder: Path) -> None:
+    from lmforge.generation import use_template
+
+    if task.name != "generation":
+        raise LmforgeError(f"{folder} is a {task.name} model; a chat template applies to generation models only")
+    use_template(tokenizer, template, str(folder))
 
 
 def run_config(folder: Path) -> Config:

@@ -12,11 +12,12 @@ from lmforge.inference import load
 from lmforge.log import logger
 
 
-def run(model: str, input: str, output: str, precision: str = "auto", batch_size: int = 8) -> int:
+def run(model: str, input: str, output: str, precision: str = "auto", batch_size: int = 8,
+        template: str | None = None) -> int:
     """Answer the last user turn of every conversation (or question) in `input`; write JSONL."""
     from lmforge.generation import generate
 
-    loaded = _generator(model, precision, batch_size)
+    loaded = _generator(model, precision, batch_size, template)
     split = _prompts(loaded, input)
 
     prompts = [c[:-1] if c[-1]["role"] == "assistant" else c for c in split.conversations]
@@ -29,11 +30,11 @@ def run(model: str, input: str, output: str, precision: str = "auto", batch_size
     return len(answers)
 
 
-def chat(model: str, precision: str = "auto") -> None:
+def chat(model: str, precision: str = "auto", template: str | None = None) -> None:
     """Interactive multi-turn chat on the terminal, streaming each answer as it is generated."""
     from lmforge.generation import prompt_text, stream
 
-    loaded = _generator(model, precision, 1)
+    loaded = _generator(model, precision, 1, template)
     history = loaded.task.read_list([""]).conversations[0][:-1]  # the system prompt, if any
     print("type a message; an empty line or Ctrl-D ends the chat", file=sys.stderr)
     while True:
@@ -60,8 +61,8 @@ def merge(model: str, out: str) -> None:
     merge_folder(Path(model), Path(out))
 
 
-def _generator(model: str, precision: str, batch_size: int):
-    loaded = load(model, precision=precision, batch_size=batch_size)
+def _generator(model: str, precision: str, batch_size: int, template: str | None):
+    loaded = load(model, precision=precision, batch_size=batch_size, template=template)
     if loaded.task.name != "generation":
         raise LmforgeError(f"{model} is a {loaded.task.name} model; generate/chat need a generation model")
     return loaded

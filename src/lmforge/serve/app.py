@@ -30,11 +30,13 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def create_app(model_path: str | Path, api_key: str | None = None, max_batch: int = 16, max_wait_ms: float = 5,
                max_queue: int = 256, max_body_bytes: int = 1_000_000, max_inputs: int = 64, max_tokens: int = 512,
-               timeout_s: float = 60) -> FastAPI:
-    """An app serving the lmforge model folder `model_path` (its name in the API is the folder name)."""
-    engine = Engine(load(model_path), Path(model_path).resolve().name)
-    run_batch = engine.classify_batch if engine.task == "classification" else engine.complete
-    batcher = Batcher(run_batch, max_batch, max_wait_ms, max_queue)
+               timeout_s: float = 60, precision: str = "auto", template: str | None = None) -> FastAPI:
+    """An app serving the lmforge model folder `model_path` (its name in the API is the folder name).
+
+    Chat prompts use the template saved with the model, or `template` (see `lmforge.load`).
+    """
+    engine = Engine(load(model_path, precision=precision, template=template), Path(model_path).resolve().name)
+    batcher = Batcher(engine.run, max_batch, max_wait_ms, max_queue)
     metrics = Metrics(batcher.queue.qsize)
 
     @asynccontextmanager
@@ -57,11 +59,12 @@ def create_app(model_path: str | Path, api_key: str | None = None, max_batch: in
     return app
 
 
-def run(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, max_batch: int = 16) -> None:
+def run(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, max_batch: int = 16,
+        precision: str = "auto", template: str | None = None) -> None:
     """Serve `model` until interrupted (the `lmforge serve` command)."""
     import uvicorn
 
-    app = create_app(model, api_key=api_key, max_batch=max_batch)
+    app = create_app(model, api_key=api_key, max_batch=max_batch, precision=precision, template=template)
     if host not in LOOPBACK and not api_key:
         logger.warning(f"serving on {host} without --api-key: anyone who can reach this port can use the model")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
@@ -77,17 +80,28 @@ async def submit(request: Request, item: Any) -> Any:
         raise HTTPException(504, "the model did not answer within the timeout (timeout_s)") from None
 
 
-def check_model(engine: Engine, name: str | None, task: str) -> None:
+def check_model(engine: Engine, name: str | None, task: str, needs: str = "") -> None:
     """404 for another model's name; 400 when this model cannot do what the endpoint does."""
     if name is not None and name != engine.name:
         raise HTTPException(404, f"model '{name}' not found; this server serves '{engine.name}'")
     if engine.task != task:
-        raise HTTPException(400, f"'{engine.name}' is a {engine.task} model; this endpoint needs a {task} model")
+        raise HTTPException(400, f"'{engine.name}' is a {engine.task} model; this endpoint needs "
+                                 f"{needs or f'a {task} model'}")
 
 
 def check_count(n: int, limit: int, what: str = "inputs") -> None:
     if n > limit:
         raise HTTPException(422, f"{n} {what} is over the limit of {limit} (max_inputs)")
+
+
+def check_texts(app: FastAPI, given: str | list[str]) -> list[str]:
+    """The request's texts as a list: 422 when there are none, too many, or an empty one."""
+    texts = [given] if isinstance(given, str) else given
+    check_count(len(texts), app.state.limits["max_inputs"])
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty or not texts:
+        raise HTTPException(422, f"input {empty[0]} is empty" if empty else "input is an empty list")
+    return texts
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -109,13 +123,12 @@ def _add_routes(app: FastAPI) -> None:
     async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
         engine = app.state.engine
         check_model(engine, body.model, "classification")
-        texts = [body.input] if isinstance(body.input, str) else body.input
-        check_count(len(texts), app.state.limits["max_inputs"])
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
-        if empty or not texts:
-            raise HTTPException(422, f"input {empty[0]} is empty" if empty else "input is an empty list")
+        if engine.headless:
+            raise HTTPException(400, f"'{engine.name}' is an encoder without a trained classification head; "
+                                     "use /v1/embeddings")
+        texts = check_texts(app, body.input)
         # Each text is its own queue item so texts of many requests share forward passes.
-        results = await asyncio.gather(*(submit(request, t) for t in texts))
+        results = await asyncio.gather(*(submit(request, ("classify", t)) for t in texts))
         return {"object": "list", "data": list(results), "model": engine.name}
 
 

@@ -1,4 +1,4 @@
-"""The model side of the server: classify texts, complete prompts (batched), stream one prompt.
+"""The model side of the server: classify and embed texts, complete prompts (batched), stream one prompt.
 
 Decoding is `lmforge.generation`'s (`complete`, `stream`): the engine adds what a server needs around
 it, namely request settings turned into a decoding config, jobs grouped so equal settings share one
@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any, Callable, Hashable, Iterator, TypeVar
+
+import numpy as np
 
 from lmforge.config import GenerationConfig
 from lmforge.generation import Completion, complete, cut_at_stop, prompt_text, stream, tokenizer_lock
+
+T = TypeVar("T")
+# Tokens an embedding reads at most, as `lmforge kb` embeds (and all-MiniLM was trained): vectors
+# from the server and from a knowledge-base index built with the same encoder agree.
+EMBED_MAX_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,18 @@ class Engine:
     def task(self) -> str:
         return self.loaded.task.name
 
+    @property
+    def headless(self) -> bool:
+        """A plain encoder folder (e.g. all-MiniLM): it embeds, but its classification head is untrained."""
+        architectures = getattr(self.loaded.model.config, "architectures", None) or []
+        return self.task == "classification" and not any(a.endswith("ForSequenceClassification") for a in architectures)
+
+    def run(self, items: list[tuple[str, Any]]) -> list[Any]:
+        """One batch from the queue: ("classify" | "embed" | "complete", payload) items, each kind in one call."""
+        kinds: dict[str, Callable[[list], list]] = {"classify": self.classify_batch, "embed": self.embed_batch,
+                                                    "complete": self.complete}
+        return _grouped(items, lambda item: item[0], lambda kind, group: kinds[kind]([p for _, p in group]))
+
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         return prompt_text(self.tokenizer, messages)
 
@@ -56,25 +75,50 @@ class Engine:
     def classify_batch(self, texts: list[str]) -> list[dict[str, Any]]:
         return self.loaded.predict(texts)
 
+    def embed_batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        """(unit-length mean-pooled vector, tokens read) per text, pooled as `lmforge kb` does."""
+        from lmforge.kb import encode_texts
+
+        loaded, tok = self.loaded, self.tokenizer
+        vectors = encode_texts(_encoder(loaded.model), tok, texts, loaded.device, loaded.precision,
+                               batch_size=len(texts), max_length=EMBED_MAX_LENGTH)
+        with tokenizer_lock(tok):
+            counts = [len(ids) for ids in tok(texts, truncation=True, max_length=EMBED_MAX_LENGTH)["input_ids"]]
+        return list(zip(vectors, counts))
+
     def complete(self, jobs: list[Job]) -> list[Completion]:
         """Jobs with equal decoding settings share one batch of `generation.complete`."""
-        groups: dict[tuple[str, bool], list[int]] = {}
-        for i, job in enumerate(jobs):
-            groups.setdefault((repr(job.cfg), job.strip), []).append(i)
-        results: list[Completion] = [None] * len(jobs)  # type: ignore[list-item]
         loaded = self.loaded
-        for indexes in groups.values():
-            first = jobs[indexes[0]]
-            done = complete(loaded.model, self.tokenizer, [jobs[i].prompt for i in indexes], first.cfg,
-                            loaded.device, loaded.precision, batch_size=len(indexes), strip=first.strip)
-            for i, completion in zip(indexes, done):
-                results[i] = completion
-        return results
+
+        def run(key: Hashable, group: list[Job]) -> list[Completion]:
+            return complete(loaded.model, self.tokenizer, [job.prompt for job in group], group[0].cfg,
+                            loaded.device, loaded.precision, batch_size=len(group), strip=group[0].strip)
+
+        return _grouped(jobs, lambda job: (repr(job.cfg), job.strip), run)
 
     def stream(self, prompt: str, cfg: GenerationConfig, cancel: threading.Event, timeout: float) -> Iterator[str]:
         """Text pieces as they are generated; setting `cancel` (client gone) stops generation."""
         loaded = self.loaded
         return stream(loaded.model, self.tokenizer, prompt, cfg, loaded.device, loaded.precision, cancel, timeout)
+
+
+def _grouped(items: list[T], key: Callable[[T], Hashable], run: Callable[[Hashable, list[T]], list]) -> list:
+    """`run(key, group)` once per group of items sharing a key; results back in the order of `items`."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(key(item), []).append(i)
+    results: list[Any] = [None] * len(items)
+    for k, indexes in groups.items():
+        for i, result in zip(indexes, run(k, [items[i] for i in indexes])):
+            results[i] = result
+    return results
+
+
+def _encoder(model: Any) -> Any:
+    """The encoder under a classification head (and under peft's wrapper): its hidden states get pooled."""
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model.base_model
 
 
 class StopCutter:

@@ -7,7 +7,8 @@ from collections import Counter
 from typing import Any, Callable
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-ENDPOINTS = {"/v1/models", "/v1/classify", "/v1/chat/completions", "/v1/completions", "/health", "/metrics"}
+ENDPOINTS = {"/v1/models", "/v1/classify", "/v1/embeddings", "/v1/chat/completions", "/v1/completions", "/health",
+             "/metrics"}
 
 
 class Metrics:

@@ -1,8 +1,9 @@
-"""OpenAI-compatible /v1/chat/completions and /v1/completions, non-streaming (batched) and SSE."""
+"""OpenAI-compatible /v1/chat/completions and /v1/completions (batched, or SSE) and /v1/embeddings (batched)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -15,12 +16,27 @@ from fastapi.responses import StreamingResponse
 from lmforge.generation import Completion
 from lmforge.log import logger
 from lmforge.serve.engine import Engine, Job, StopCutter
-from lmforge.serve.schemas import ChatRequest, CompletionRequest, Sampling
+from lmforge.serve.schemas import ChatRequest, CompletionRequest, EmbeddingRequest, Sampling
 
 
 def add(app: FastAPI) -> None:
-    """Register the two generation routes on `app` (state set up by `create_app`)."""
-    from lmforge.serve.app import check_count, check_model, submit
+    """Register the OpenAI routes on `app` (state set up by `create_app`)."""
+    from lmforge.serve.app import check_count, check_model, check_texts, submit
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+        engine = app.state.engine
+        check_model(engine, body.model, "classification", needs="an encoder model (BERT-like)")
+        dim = engine.loaded.model.config.hidden_size
+        if body.dimensions not in (None, dim):
+            raise HTTPException(422, f"dimensions={body.dimensions}: '{engine.name}' makes {dim}-dimensional vectors")
+        texts = check_texts(app, body.input)
+        done = await asyncio.gather(*(submit(request, ("embed", t)) for t in texts))
+        data = [{"object": "embedding", "index": i, "embedding": _vector(v, body.encoding_format)}
+                for i, (v, _) in enumerate(done)]
+        tokens = sum(n for _, n in done)
+        return {"object": "list", "data": data, "model": engine.name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> Any:
@@ -32,7 +48,7 @@ def add(app: FastAPI) -> None:
         cfg = _decoding(app, engine, body, [prompt])
         if body.stream:
             return _sse(app, engine, body, prompt, cfg, chat=True)
-        done: Completion = await submit(request, Job(prompt, cfg, strip=True))
+        done: Completion = await submit(request, ("complete", Job(prompt, cfg, strip=True)))
         app.state.metrics.tokens_generated += done.completion_tokens
         choice = {"index": 0, "message": {"role": "assistant", "content": done.text}, "finish_reason": done.finish_reason}
         return _envelope("chat.completion", engine, [choice], _usage([done]))
@@ -50,7 +66,7 @@ def add(app: FastAPI) -> None:
             if len(prompts) != 1:
                 raise HTTPException(422, "streaming takes a single prompt")
             return _sse(app, engine, body, prompts[0], cfg, chat=False)
-        done = await asyncio.gather(*(submit(request, Job(p, cfg)) for p in prompts))
+        done = await asyncio.gather(*(submit(request, ("complete", Job(p, cfg))) for p in prompts))
         app.state.metrics.tokens_generated += sum(d.completion_tokens for d in done)
         choices = [{"index": i, "text": d.text, "logprobs": None, "finish_reason": d.finish_reason}
                    for i, d in enumerate(done)]
@@ -71,6 +87,13 @@ def _decoding(app: FastAPI, engine: Engine, body: Sampling, prompts: list[str]) 
         raise HTTPException(422, f"prompt ({longest} tokens) + max_tokens ({wanted}) is over the model's "
                                  f"context of {engine.context} tokens")
     return engine.config(wanted, body.temperature, body.top_p, stops)
+
+
+def _vector(vector: Any, encoding: str) -> list[float] | str:
+    """A float list, or base64 of little-endian float32 bytes (what the official client asks for)."""
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()
 
 
 def _envelope(kind: str, engine: Engine, choices: list[dict], usage: dict | None) -> dict[str, Any]:

@@ -56,3 +56,10 @@ class ChatRequest(Sampling):
 
 class CompletionRequest(Sampling):
     prompt: str | list[str]
+
+
+class EmbeddingRequest(_Request):
+    input: str | list[str] = Field(description="one text or a list of texts to embed (token arrays are not accepted)")
+    model: str
+    encoding_format: Literal["float", "base64"] = "float"  # the official client asks for base64
+    dimensions: int | None = Field(None, ge=1)
