@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lmforge.config import Config
 from lmforge.data.conversations import detect_format, to_conversations
@@ -23,6 +22,7 @@ from lmforge.data.source import read_data
 from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.models.lm_head import token_losses
 from lmforge.registry import register_task
 from lmforge.tasks.base import Data, Features, Outputs
 from lmforge.train.batching import pad_collate
@@ -128,19 +128,9 @@ class Generation:
                 "tokens": (batch["labels"][:, 1:] != -100).sum(1).cpu().numpy()}
 
     def _token_losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Next-token cross-entropy at labelled positions, (batch, most labels in a row); 0 in the padding.
-
-        The LM head runs only where a label is: fp32 logits over the whole vocabulary at every prompt
-        and padding position were most of SFT's peak memory. A pre-hook on the head gathers those
-        positions, so the model's own forward runs unchanged (logit scaling, DDP/peft/Opacus wrappers).
-        """
-        positions, target = labelled_positions(batch["labels"][:, 1:])
-        hook = _lm_head(model).register_forward_pre_hook(lambda _, args: (_gather(args[0], positions), *args[1:]))
-        try:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        finally:
-            hook.remove()
-        return F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=-100, reduction="none")
+        """Next-token cross-entropy at labelled positions, (batch, most labels in a row); 0 in the padding."""
+        return token_losses(model, batch["labels"][:, 1:], input_ids=batch["input_ids"],
+                            attention_mask=batch["attention_mask"])
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
         loss = float(outputs["nll"].sum() / max(outputs["tokens"].sum(), 1))
@@ -190,23 +180,3 @@ def encode_conversation(tokenizer: Any, conversation: Conversation) -> tuple[lis
         inside |= (starts >= lo) & (starts < hi)
     ids = enc["input_ids"]
     return ids, [t if keep else -100 for t, keep in zip(ids, inside)]
-
-
-def labelled_positions(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(positions, targets), both (batch, most labels in a row): each row's labelled positions first,
-    in order, then unlabelled ones (target -100) as padding."""
-    keep = target != -100
-    width = int(keep.sum(1).max()) if keep.numel() else 0
-    positions = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
-    return positions, target.gather(1, positions)
-
-
-def _gather(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-
-
-def _lm_head(model: Any) -> torch.nn.Module:
-    """The output layer, looking through DDP-style `.module` wrappers (peft forwards the lookup itself)."""
-    while not hasattr(model, "get_output_embeddings") and hasattr(model, "module"):
-        model = model.module
-    return model.get_output_embeddings()

@@ -1,8 +1,8 @@
 """Pretraining objectives on the one loop: masked LM (BERT-style encoder) and causal LM (Llama-style).
 
 Data is a corpus tokenised once into a memory-mapped token file and served as fixed-length
-blocks (`lmforge.data.shards`), so no compute goes to padding. The MLM head runs only at the
-masked positions: for a small encoder the vocabulary projection costs more than all the
+blocks (`lmforge.data.shards`), so no compute goes to padding. The MLM vocabulary projection runs
+only at the masked positions (`models.lm_head`): for a small encoder it costs more than all the
 transformer layers, and 85% of its output would be thrown away by the loss.
 """
 
@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lmforge.config import Config
 from lmforge.data.corpus import load_texts
@@ -23,10 +22,9 @@ from lmforge.data.shards import Blocks, write_tokens
 from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.models.lm_head import IGNORE, token_losses
 from lmforge.registry import register_task
 from lmforge.tasks.base import Data, Features, Outputs
-
-IGNORE = -100
 
 
 @dataclass
@@ -177,25 +175,15 @@ class Pretrain:
         return self.p.mlm_probability * maskable
 
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._losses(model, batch)[0].sum()
+        return self._losses(model, batch).sum()
 
     def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
-        losses, rows = self._losses(model, batch)
-        n = batch["input_ids"].shape[0]
-        per_row = torch.zeros(n, dtype=torch.float64).index_add_(0, rows, losses.double())
-        counts = torch.bincount(rows, minlength=n)
-        return {"loss_sum": per_row.cpu().numpy(), "count": counts.cpu().numpy()}
+        return {"loss_sum": self._losses(model, batch).double().sum(1).cpu().numpy(),
+                "count": (batch["labels"] != IGNORE).sum(1).cpu().numpy()}
 
-    def _losses(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token losses at labelled positions (fp32) and the row each came from."""
-        labels = batch["labels"]
-        chosen = labels != IGNORE
-        body, head = _body_and_head(model)
-        if body is None:  # an architecture whose head we cannot separate: full logits
-            logits = model(input_ids=batch["input_ids"]).logits[chosen]
-        else:
-            logits = head(body(input_ids=batch["input_ids"]).last_hidden_state[chosen])
-        return F.cross_entropy(logits.float(), labels[chosen], reduction="none"), chosen.nonzero()[:, 0]
+    def _losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token losses (fp32) at labelled positions, (batch, most labels in a row), 0-padded."""
+        return token_losses(model, batch["labels"], input_ids=batch["input_ids"])
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
         loss = float(outputs["loss_sum"].sum() / max(outputs["count"].sum(), 1))
@@ -203,15 +191,12 @@ class Pretrain:
 
     def flops_per_token(self, model: Any) -> float:
         """Training FLOPs per input token (forward + backward), for MFU: 6 x the weights each token
-        meets in matmuls, plus attention (PaLM appendix B). The MLM head counts only at the masked
-        share of positions, which is all it is computed for."""
-        body, head = _body_and_head(model)
+        meets in matmuls, plus attention (PaLM appendix B). The MLM output layer counts only at the
+        masked share of positions, which is all it is computed for."""
         c = model.config
         attention = 12 * c.num_hidden_layers * c.hidden_size * self.cfg.model.max_length
-        if body is None:
-            return 6 * _linear_params(model) + attention
-        share = self.p.mlm_probability if self.mlm else 1.0
-        return 6 * (_linear_params(body) + share * _linear_params(head)) + attention
+        skipped = (1 - self.p.mlm_probability) * model.get_output_embeddings().weight.numel() if self.mlm else 0
+        return 6 * (_linear_params(model) - skipped) + attention
 
 
 class _FixedMasks(Sequence):
@@ -230,17 +215,6 @@ class _FixedMasks(Sequence):
         words = torch.as_tensor(f["word_starts"])[None] if "word_starts" in f else None
         out = self.task.masked(torch.as_tensor(f["input_ids"])[None], words, g)
         return {"input_ids": out["input_ids"][0].numpy(), "labels": out["labels"][0].numpy()}
-
-
-def _body_and_head(model: Any) -> tuple[Any, Any]:
-    """(transformer body, LM head) when the model is exactly those two children (BERT: bert + cls,
-    RoBERTa: roberta + lm_head, Llama: model + lm_head); (None, None) otherwise — and for a DDP
-    wrapper, whose gradient sync needs the call to go through its own forward."""
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        return None, None
-    body = getattr(model, model.base_model_prefix, None)
-    others = [m for name, m in model.named_children() if name != model.base_model_prefix]
-    return (body, others[0]) if body is not None and len(others) == 1 else (None, None)
 
 
 def _linear_params(module: Any) -> int:
