@@ -106,5 +106,5 @@ class Blocks(Sequence):
         window = slice(i * self.length, (i + 1) * self.length)
         feature = {"input_ids": self.tokens[window].astype(np.int64)}
         if self.words is not None:
-            feature["word_starts"] = np.asarray(self.words[window])
+            feature["word_starts"] = np.array(self.words[window])  # a copy: torch refuses read-only memory
         return feature
