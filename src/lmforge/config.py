@@ -46,6 +46,7 @@ class DataConfig:
     encoding: str = opt("utf-8", "text encoding of the data files (e.g. gb18030 for legacy Chinese files)")
     validation_fraction: float = opt(0.1, "share of `train` held out for validation when no validation file is given")
     redact_pii: bool = opt(False, "replace e-mails, phones, ID/card numbers, IPs and URL credentials with placeholders")
+    key_file: str = opt("", "key file that decrypts data files encrypted with `lmforge encrypt` (FILE.csv.enc ...)")
 
 
 @dataclass

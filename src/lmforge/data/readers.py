@@ -29,32 +29,44 @@ class Row:
     values: dict[str, Any]
 
 
-def read_rows(path: str | Path, encoding: str = "utf-8") -> list[Row]:
+def read_rows(path: str | Path, encoding: str = "utf-8", key_file: str = "") -> list[Row]:
     """Read every row of a data file, choosing the reader from the file suffix.
 
     `encoding` applies to the text formats (CSV, TSV, JSONL, JSON); Parquet and HF folders carry
-    their own encoding. Raises LmforgeError for an unreadable file and DataError listing every
-    malformed row; a partially read file is never returned.
+    their own encoding. A file encrypted by `lmforge encrypt` (`train.csv.enc`) is decrypted in
+    memory with `key_file` and read by its inner suffix. Raises LmforgeError for an unreadable
+    file and DataError listing every malformed row; a partially read file is never returned.
     """
     path = Path(path)
     if not path.exists():
         raise LmforgeError(f"file not found: {path}")
     if path.is_dir():
         return _read_hf_folder(path)
-    reader = _TEXT_READERS.get(path.suffix.lower())
+    data, suffix = _file_bytes(path, key_file)
+    reader = _TEXT_READERS.get(suffix)
     if reader is not None:
-        return reader(path, _read_text(path, encoding))
-    if path.suffix.lower() == ".parquet":
-        return _read_parquet(path)
-    raise LmforgeError(f"{path}: unsupported data format {path.suffix or '(no suffix)'!r}; "
+        return reader(path, _decode(path, data, encoding))
+    if suffix == ".parquet":
+        return _read_parquet(path, data)
+    raise LmforgeError(f"{path}: unsupported data format {suffix or '(no suffix)'!r}; "
                        f"supported: {SUPPORTED}")
+
+
+def _file_bytes(path: Path, key_file: str) -> tuple[bytes, str]:
+    """The file's content and the suffix that names its format (the inner one of FILE.csv.enc)."""
+    from lmforge.privacy.crypto import SUFFIX, decrypt_file
+
+    if path.suffix.lower() != SUFFIX:
+        return path.read_bytes(), path.suffix.lower()
+    if not key_file:
+        raise LmforgeError(f"{path} is encrypted: give its key file with data.key_file=PATH")
+    return decrypt_file(path, key_file), path.with_suffix("").suffix.lower()
 
 
 # ---------------------------------------------------------------------------- text decoding
 
-def _read_text(path: Path, encoding: str) -> str:
+def _decode(path: Path, data: bytes, encoding: str) -> str:
     """Decode the whole file up front so a wrong encoding is reported once, with a fix."""
-    data = path.read_bytes()
     try:
         text = data.decode(encoding)
     except LookupError:
@@ -222,14 +234,14 @@ def _add_object(location: str, value: Any, rows: list[Row], problems: list[Probl
 
 # ---------------------------------------------------------------------------- binary formats
 
-def _read_parquet(path: Path) -> list[Row]:
+def _read_parquet(path: Path, data: bytes) -> list[Row]:
     """Read via pyarrow directly: `to_pylist` yields plain Python values and None for nulls,
     where pandas would give numpy scalars and NaN that validation would have to special-case."""
     import pyarrow
     import pyarrow.parquet
 
     try:
-        records = pyarrow.parquet.read_table(path).to_pylist()
+        records = pyarrow.parquet.read_table(pyarrow.BufferReader(data)).to_pylist()
     except (pyarrow.ArrowException, OSError) as err:
         raise LmforgeError(f"{path}: cannot read Parquet file: {err}") from None
     return _numbered_rows(path, records)

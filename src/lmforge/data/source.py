@@ -8,8 +8,9 @@ from lmforge.log import logger
 
 
 def read_data(path: str, cfg: DataConfig) -> list[Row]:
-    """Rows of `path` decoded with `data.encoding`; personal data replaced when `data.redact_pii`."""
-    rows = read_rows(path, cfg.encoding)
+    """Rows of `path` decoded with `data.encoding` (decrypted with `data.key_file` if it is a .enc
+    file); personal data replaced when `data.redact_pii`."""
+    rows = read_rows(path, cfg.encoding, cfg.key_file)
     if cfg.redact_pii:
         from lmforge.privacy.pii import redact_rows
 
