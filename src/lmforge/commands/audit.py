@@ -29,6 +29,7 @@ def run(model: str, data: str, holdout: str, out: str | None = None, canaries: s
         seed: int = 0) -> dict[str, Any]:
     """Audit the model folder `model`; write <out or model>/audit.json and print a table."""
     loaded = load(model, precision=precision, batch_size=batch_size)
+    _warn_held_out_members(loaded, data)
     result: dict[str, Any] = {"model": model, "privacy": read_privacy(Path(model)) or "no differential privacy"}
     result["membership_inference"] = membership_inference(
         _example_losses(loaded, data, max_examples, seed), _example_losses(loaded, holdout, max_examples, seed))
@@ -70,6 +71,15 @@ def canary_exposure(loaded: Loaded, canaries: Canaries, candidates: int, seed: i
             "estimate": "exact" if exact else f"sampled (at most {math.log2(candidates + 1):.2f} bits resolvable)",
             "repeat": canaries.repeat, "mean_exposure": float(np.mean([r["exposure"] for r in rows])),
             "secrets": rows}
+
+
+def _warn_held_out_members(loaded: Loaded, data: str) -> None:
+    """Rows the run held out of its training file for validation were never trained on, but count as
+    members here: the AUC is then diluted towards 0.5 by that share."""
+    d = loaded.cfg.data
+    if not d.validation and d.train and Path(d.train).resolve() == Path(data).resolve():
+        logger.warning(f"{data}: the run held out {d.validation_fraction:.0%} of this file for validation; those "
+                       "rows count as members here, so the AUC slightly understates the leak")
 
 
 def _example_losses(loaded: Loaded, path: str, limit: int, seed: int) -> np.ndarray:
