@@ -92,8 +92,8 @@ def test_audit_finds_planted_canaries_and_members(bpe, tmp_path):  # noqa: F811
     make_canaries(3, 6, digits=3, seed=2).save(tmp_path / "unseen.json")  # same shape, never trained on
     assert _finetune(bpe, canaried, tmp_path / "run", "train.epochs=12", "train.eval_every=1000") == 0
     holdout = tmp_path / "holdout.jsonl"
-    holdout.write_text("".join(json.dumps({"question": f"问题{i}？", "answer": f"答案是{i * 7}。"}, ensure_ascii=False)
-                               + "\n" for i in range(12)))
+    questions = [{"question": f"问题{i}？", "answer": f"答案是{i * 7}。"} for i in range(12)]
+    holdout.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions))
     model = tmp_path / "run" / "best"
     results = {}
     for name in ("planted", "unseen"):

@@ -21,7 +21,8 @@ def model_card(cfg: Config, privacy: dict[str, Any] | None) -> str:
     """README.md text: what the model is, how it was trained, and its differential-privacy status."""
     source = f"preset `{cfg.model.preset}` (random initial weights)" if cfg.model.preset else f"`{cfg.model.path}`"
     lines = ["# Model card", "", f"- task: {cfg.task}", f"- method: {cfg.method}", f"- base model: {source}",
-             f"- training data: `{cfg.data.train}`", f"- PII redaction of the data: {'yes' if cfg.data.redact_pii else 'no'}",
+             f"- training data: `{cfg.data.train}`",
+             f"- PII redaction of the data: {'yes' if cfg.data.redact_pii else 'no'}",
              "", "## Privacy", ""]
     return "\n".join(lines + _privacy_lines(cfg, privacy)) + "\n"
 

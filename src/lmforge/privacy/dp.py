@@ -183,7 +183,8 @@ def check_supported(model: torch.nn.Module) -> None:
     if errors:
         listed = "\n  ".join(str(e) for e in errors)
         raise LmforgeError(f"DP-SGD cannot train this model: per-example gradients are unsupported for\n  {listed}\n"
-                           "freeze these parameters (method=lora, leaving these modules out of lora.target_modules) or replace the modules")
+                           "freeze these parameters (method=lora, leaving these modules out of lora.target_modules) "
+                           "or replace the modules")
 
 
 def _unhooked(model: torch.nn.Module) -> list[str]:

@@ -33,7 +33,8 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any, privacy: dict[str, Any] | None = None) -> None:
+def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any,
+                      privacy: dict[str, Any] | None = None) -> None:
     """A standard HF folder (safetensors, config, tokenizer) plus the run config that made it and a
     model card stating its privacy guarantee (`privacy`: `DPTraining.card()`, None without DP)."""
     from lmforge.privacy.card import write_card
