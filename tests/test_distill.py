@@ -111,5 +111,11 @@ def test_cli_distill_then_predict(tiny, teacher, tmp_path):
     assert code == 0 and (out / "model.safetensors").is_file()
     saved = config.load(out / "lmforge.yaml")
     assert saved.distill.teacher == str(teacher) and saved.distill.student_layers == 1 and saved.train.max_steps == 3
+    assert saved.model.path == str(teacher) and not saved.model.preset
+    from lmforge.commands.evaluate import _history  # `evaluate` shows the student's curves, not the teacher's
+
+    history = _history(out)
+    assert history == [json.loads(line) for line in (out / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert history[-1]["step"] == 3
     assert main(["predict", str(out), "--input", str(tiny / "test.csv"), "--output", str(tmp_path / "p.jsonl")]) == 0
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 60

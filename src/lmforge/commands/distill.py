@@ -53,7 +53,9 @@ def _with_flags(cfg: Config, teacher: str | None, student_layers: int | None, ou
         raise LmforgeError(f"distill trains classifiers; task is '{cfg.task}'")
     distill = dataclasses.replace(cfg.distill, teacher=teacher if teacher is not None else cfg.distill.teacher,
                                   student_layers=student_layers if student_layers is not None else cfg.distill.student_layers)
-    return dataclasses.replace(cfg, distill=distill, output_dir=out if out is not None else cfg.output_dir)
+    # a student cut from the teacher has the teacher as its model; record that, not the config's preset
+    model = dataclasses.replace(cfg.model, path=distill.teacher, preset="", tokenizer="") if distill.student_layers else cfg.model
+    return dataclasses.replace(cfg, distill=distill, model=model, output_dir=out if out is not None else cfg.output_dir)
 
 
 def _describe(cfg: Config) -> str:

@@ -50,9 +50,10 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def _history(model: Path) -> list[dict[str, Any]] | None:
-    """The training log of the run that wrote this folder (runs/x/best -> runs/x/train_log.jsonl)."""
-    log = model.parent / "train_log.jsonl"
-    if not log.is_file():
+    """The training log of the run that wrote this folder (runs/x/best -> runs/x/train_log.jsonl; a
+    distilled or pruned folder keeps its own in <folder>/run, and its parent's log is another model's)."""
+    log = next((p for p in (model / "run" / "train_log.jsonl", model.parent / "train_log.jsonl") if p.is_file()), None)
+    if log is None:
         return None
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
 
