@@ -85,3 +85,23 @@ def test_finetune_trains_on_encrypted_files(tiny, tiny_cfg, tmp_path):
     metrics = finetune.run(cfg)
     assert 0 <= metrics["accuracy"] <= 1
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+
+
+def test_model_folder_round_trip_and_swapped_files_refused(tmp_path):
+    folder = tmp_path / "best"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text('{"a": 1}')
+    (folder / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 10)
+    key = tmp_path / "k"
+    assert main(["encrypt", str(folder), "--key-file", str(key)]) == 0
+    enc = tmp_path / "best.enc"
+    assert sorted(p.relative_to(enc).as_posix() for p in enc.rglob("*.enc")) == ["config.json.enc",
+                                                                                 "sub/weights.bin.enc"]
+    assert main(["decrypt", str(enc), "--key-file", str(key), "--out", str(tmp_path / "back")]) == 0
+    assert (tmp_path / "back" / "sub" / "weights.bin").read_bytes() == (folder / "sub" / "weights.bin").read_bytes()
+    (enc / "config.json.enc").rename(enc / "other.json.enc")  # a file moved: its path is authenticated
+    with pytest.raises(LmforgeError, match=r"other\.json\.enc: integrity check failed"):
+        from lmforge.privacy.crypto import decrypt_folder
+
+        decrypt_folder(enc, tmp_path / "again", key)
+    assert not (tmp_path / "again").exists()
