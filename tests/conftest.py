@@ -82,3 +82,16 @@ def interrupted(monkeypatch):
         monkeypatch.setattr(task_cls, "loss", real)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained tiny classifier folder (fp32), shared by the tests that only read it."""
+    from lmforge.commands import finetune
+
+    out = tmp_path_factory.mktemp("tiny_classifier")
+    finetune.run(config.load(None, [f"data.train={tiny / 'train.csv'}", f"data.test={tiny / 'test.csv'}",
+                                    "model.preset=tiny", f"model.tokenizer={tiny / 'tok'}", f"output_dir={out}",
+                                    "train.epochs=5", "train.batch_size=16", "train.lr=2e-3", "train.seed=0",
+                                    "train.precision=fp32"]))
+    return out / "best"

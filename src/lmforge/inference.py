@@ -11,6 +11,7 @@ import torch
 
 from lmforge import config as config_mod
 from lmforge.config import Config
+from lmforge.compress.quantize import load_int8, read_spec
 from lmforge.errors import LmforgeError
 from lmforge.registry import build_task
 from lmforge.tasks.base import Outputs
@@ -71,11 +72,16 @@ def load(path: str | Path, precision: str = "auto", batch_size: int = 64, templa
         raise LmforgeError(f"not a model folder (no config.json or adapter_config.json): {folder}")
     cfg = run_config(folder)
     task = build_task(cfg.task, cfg)
-    model = _hub_free_load(getattr(transformers, task.auto_class), folder)
+    int8 = read_spec(folder)  # an int8 folder of `lmforge quantize`: its own loader, CPU kernels
+    auto_class = getattr(transformers, task.auto_class)
+    model = load_int8(auto_class, folder, int8) if int8 else _hub_free_load(auto_class, folder)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    device = pick_device()
-    precision = resolve_precision(precision, device)
+    device = torch.device("cpu") if int8 else pick_device()
+    # int8-dynamic quantizes fp32 activations; a folder stored in bf16 runs in bf16 whatever is asked
+    precision = "fp32" if int8 and int8["method"] == "int8-dynamic" else resolve_precision(precision, device)
+    precision = "bf16" if next(model.parameters()).dtype == torch.bfloat16 else precision
     # Inference keeps no master weights, so bf16 weights outright: no per-call casts under autocast.
+    # (Int8 buffers keep their dtype under .to(dtype): only scales, norms and biases become bf16.)
     model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None).eval()
     task.bind(model, tokenizer)
     if template:

@@ -1,5 +1,6 @@
-"""Making trained models smaller and faster: quantization, distillation, pruning.
+"""Making trained models smaller and faster: quantization, distillation, pruning, ONNX export.
 
-Each module works on plain transformers models and leaves plain HF folders behind, so `predict`,
-`evaluate`, `serve` and transformers itself load the results without lmforge-specific code.
+Distillation, pruning and bf16 quantization leave plain HF folders that transformers loads by
+itself; int8 folders add a small quantization.json that `lmforge.inference.load` (so `predict`,
+`evaluate`, `serve`) recognises. `compare` measures any of them side by side.
 """
