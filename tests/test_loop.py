@@ -1,5 +1,6 @@
 """The one loop: seeded and reproducible, accumulation-exact, resumable to identical weights."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,16 @@ def test_resume_after_interruption_gives_identical_weights(tiny_cfg, tmp_path, i
     assert resumed.steps == 42  # 216 training rows / 16 = 14 steps per epoch
     for key in straight:
         assert torch.equal(weights[key], straight[key]), key
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps[0] == 1 and steps[-1] == 42  # the resumed run continued the interrupted run's log
+
+
+def test_a_new_run_into_the_same_folder_starts_a_fresh_log(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("train.max_steps=3", "train.log_every=1", f"output_dir={tmp_path / 'a'}")
+    _train(cfg)
+    _train(cfg)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    assert steps.count(1) == 1 and steps == sorted(steps)
 
 
 def test_budgets_and_early_stopping(tiny_cfg, tmp_path):

@@ -24,7 +24,7 @@ def fit_to_folder(cfg: Config, task: Any, model: Any, tokenizer: Any, train: Fea
                   out: Path) -> tuple[FitResult, Loaded]:
     """Fit with `cfg` in <out>/run, keep its best model as the folder `out`, and load it."""
     run_cfg = dataclasses.replace(cfg, output_dir=str(out / "run"))
-    shutil.rmtree(out / "run", ignore_errors=True)  # the loop appends to logs it finds
+    shutil.rmtree(out / "run", ignore_errors=True)  # no stale checkpoint or curves from an earlier run
     config_mod.save(run_cfg, out / "run" / "config.yaml")
     result = fit(run_cfg, task, model, tokenizer, train, validation)
     _promote(result.best_dir, out)

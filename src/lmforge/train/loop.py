@@ -116,7 +116,9 @@ class _Run:
 
     def _start_state(self) -> TrainState:
         self.out.mkdir(parents=True, exist_ok=True)
-        self.logs = open(self.out / "train_log.jsonl", "a", encoding="utf-8") if self.main else None
+        # A resumed run continues its log; a new run (even into an overwritten folder) starts a fresh one.
+        mode = "a" if self.t.resume else "w"
+        self.logs = open(self.out / "train_log.jsonl", mode, encoding="utf-8") if self.main else None
         self.tb = _tensorboard(self.out / "tensorboard") if self.main else None
         ckpt = self.out / "checkpoint"
         if not self.t.resume:
