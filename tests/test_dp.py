@@ -115,7 +115,7 @@ def test_empty_poisson_batch_steps_with_noise_only():
     assert not torch.equal(before, model.weight) and len(run.accountant) == 1
 
 
-def test_dp_run_accounting_resume_and_saved_model(tiny_cfg, tmp_path, monkeypatch):
+def test_dp_run_accounting_resume_and_saved_model(tiny_cfg, tmp_path, interrupted):
     from opacus.accountants import RDPAccountant
     from transformers import AutoModelForSequenceClassification
 
@@ -133,25 +133,17 @@ def test_dp_run_accounting_resume_and_saved_model(tiny_cfg, tmp_path, monkeypatc
         fresh.step(noise_multiplier=sigma, sample_rate=16 / 216)
     assert eps == pytest.approx(fresh.get_epsilon(delta=1 / 2160), rel=1e-9)
 
-    # (e) best/ is a plain transformers folder
+    # (e) best/ is a plain transformers folder whose card states the epsilon spent when it was saved
     loaded = AutoModelForSequenceClassification.from_pretrained(straight.best_dir)
     assert not hasattr(loaded, "_module") and loaded.num_labels == 2
+    card = json.loads((straight.best_dir / "privacy.json").read_text())
+    assert card["epsilon"] in [pytest.approx(r["dp_epsilon"]) for r in records] and card["steps"] in (3, 6)
+    assert f"{card['epsilon']:.4g}" in (straight.best_dir / "README.md").read_text()
 
     # (d) interrupted during step 5 (after the checkpoint at step 3), then resumed
     out = tmp_path / "killed"
     task_cls = type(build_task("classification", tiny_cfg()))
-    real_loss, calls = task_cls.loss, {"n": 0}
-
-    def dying_loss(self, model, batch):
-        calls["n"] += 1
-        if calls["n"] > 4:
-            raise KeyboardInterrupt
-        return real_loss(self, model, batch)
-
-    monkeypatch.setattr(task_cls, "loss", dying_loss)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tiny_cfg(*DP_RUN, f"output_dir={out}"))
-    monkeypatch.setattr(task_cls, "loss", real_loss)
+    interrupted(task_cls, 4, lambda: _train(tiny_cfg(*DP_RUN, f"output_dir={out}")))
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 3
 
     resumed, w_resumed = _train(tiny_cfg(*DP_RUN, f"output_dir={out}", "train.resume=true"))

@@ -248,7 +248,8 @@ class _Run:
         if improved:
             state.best, state.bad_evals = value, 0
             if self.main:
-                save_model_folder(self.out / "best", self.acc.unwrap_model(self.model), self.tokenizer, self.cfg)
+                save_model_folder(self.out / "best", self.acc.unwrap_model(self.model), self.tokenizer, self.cfg,
+                                  privacy=self.dp.card() if self.dp else None)
             logger.info(f"new best {self.metric}={value:.4f}: saved {self.out / 'best'}")
         else:
             state.bad_evals += 1
