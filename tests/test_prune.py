@@ -7,20 +7,14 @@ import torch
 
 from lmforge import config
 from lmforge.cli import main
-from lmforge.commands import finetune
 from lmforge.commands import prune as prune_command
 from lmforge.compress import prune
 
 
-@pytest.fixture(scope="module")
-def trained(tiny, tmp_path_factory) -> Path:
-    """A tiny classifier (2 layers of 2 heads), trained on the tiny data."""
-    out = tmp_path_factory.mktemp("trained")
-    cfg = config.load(None, [f"data.train={tiny / 'train.csv'}", f"data.test={tiny / 'test.csv'}", "model.preset=tiny",
-                             f"model.tokenizer={tiny / 'tok'}", f"output_dir={out}", "train.epochs=5",
-                             "train.batch_size=16", "train.lr=2e-3", "train.seed=0", "train.precision=fp32"])
-    finetune.run(cfg)
-    return out / "best"
+@pytest.fixture
+def trained(tiny_classifier) -> Path:
+    """A tiny classifier (2 layers of 2 heads), trained on the tiny data (shared session fixture)."""
+    return tiny_classifier
 
 
 def _tiny_model(heads: int = 4):
