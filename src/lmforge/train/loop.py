@@ -155,8 +155,8 @@ class _Run:
                 loss = self._step(batch)
                 state.step, state.batch = state.step + 1, state.batch + 1
                 state.elapsed = time.monotonic() - started
-                seen, tokens = seen + len(batch), tokens + sum(self.lengths[i] for i in batch)
-                state.tokens += sum(self.lengths[i] for i in batch)
+                batch_tokens = sum(self.lengths[i] for i in batch)
+                seen, tokens, state.tokens = seen + len(batch), tokens + batch_tokens, state.tokens + batch_tokens
                 bar.update(1)
                 if state.step % self.t.log_every == 0 or state.step == 1:
                     self._log(state, {"train_loss": loss, "lr": self.scheduler.get_last_lr()[0],
