@@ -51,7 +51,7 @@ def detect_format(rows: list[Row], question_column: str = "", answer_column: str
     LmforgeError naming the columns found and the accepted formats when nothing matches.
     """
     if question_column or answer_column:
-        _qa_columns(rows, question_column, answer_column)
+        qa_columns(rows, question_column, answer_column)
         return "qa"
     columns = _columns(rows)
     if "messages" in columns:
@@ -92,12 +92,12 @@ def _converter(rows: list[Row], fmt: str, question_column: str,
         raise LmforgeError(f"question_column and answer_column apply to the qa format only, "
                            f"not {fmt!r}")
     if fmt == "qa":
-        question, answer = _qa_columns(rows, question_column, answer_column)
+        question, answer = qa_columns(rows, question_column, answer_column)
         return partial(_from_qa, question=question, answer=answer)
     return _CONVERTERS[fmt]
 
 
-def _qa_columns(rows: list[Row], question_column: str, answer_column: str) -> tuple[str, str]:
+def qa_columns(rows: list[Row], question_column: str, answer_column: str) -> tuple[str, str]:
     """The (question, answer) columns: the caller's, or the first known pair present."""
     columns = _columns(rows)
     if question_column or answer_column:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lmforge.atomic import write_file, write_text
-from lmforge.data.conversations import _qa_columns, detect_format
+from lmforge.data.conversations import qa_columns, detect_format
 from lmforge.data.readers import read_rows
 from lmforge.data.writers import writer_for
 from lmforge.errors import LmforgeError
@@ -105,5 +105,5 @@ def _record(rows: list[Any], fmt: str, conversation: list[dict[str, str]]) -> di
         return {"conversations": [{"from": "human", "value": user}, {"from": "gpt", "value": assistant}]}
     if fmt == "alpaca":
         return {"instruction": user, "input": "", "output": assistant}
-    question, answer = _qa_columns(rows, "", "")
+    question, answer = qa_columns(rows, "", "")
     return {question: user, answer: assistant}
