@@ -205,3 +205,14 @@ def test_another_template_than_the_saved_one_warns(trained, tmp_path, caplog, ca
     assert f"WARNING: {trained / 'best'} was saved with the built-in 'plain' template" in capfd.readouterr().err
     assert main(["generate", str(trained / "best"), "--input", str(questions), "--output", str(tmp_path / "a.jsonl"),
                  "--template", "nosuch"]) == 2
+
+
+def test_lora_on_a_preset_base_saves_a_loadable_merged_model(bpe, qa_file, tmp_path):
+    """A preset's random base weights exist nowhere but in the run: best/ must hold them."""
+    import lmforge
+
+    out = tmp_path / "lora"
+    assert main(_cfg(bpe, qa_file, out, "method=lora", "train.epochs=1", "lora.r=4")) == 0
+    assert not (out / "best" / "adapter_config.json").exists() and (out / "best" / "model.safetensors").is_file()
+    loaded = lmforge.load(out / "best", precision="fp32")
+    assert not hasattr(loaded.model, "peft_config") and loaded.generate(["What is Python?"])[0] is not None

@@ -39,6 +39,8 @@ def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any,
     model card stating its privacy guarantee (`privacy`: `DPTraining.card()`, None without DP)."""
     from lmforge.privacy.card import write_card
 
+    model = _standalone(model)
+
     def fill(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -46,6 +48,18 @@ def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any,
         write_card(tmp, cfg, privacy)
 
     write_dir(folder, fill)
+
+
+def _standalone(model: Any) -> Any:
+    """The model to save: itself, or, for LoRA on a base that has no folder (built from
+    model.preset), a merged copy. An adapter folder names its base by path, and random preset
+    weights exist nowhere else, so the adapters alone could never be loaded again."""
+    import copy
+
+    adapters = getattr(model, "peft_config", None)
+    if not adapters or all(a.base_model_name_or_path for a in adapters.values()):
+        return model
+    return copy.deepcopy(model).merge_and_unload()
 
 
 def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: TrainState,
