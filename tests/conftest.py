@@ -65,10 +65,12 @@ def tiny_cfg(tiny: Path, tmp_path: Path):
 @pytest.fixture
 def interrupted(monkeypatch):
     """`interrupted(task_cls, calls, train)`: run `train()` with the task's loss raising
-    KeyboardInterrupt on call number `calls + 1`, as if the process were killed mid-run."""
+    KeyboardInterrupt on call number `calls + 1`, as if the process were killed mid-run.
+    (Tasks with per-example `losses`, which DP-SGD calls and `loss` sums, are stopped there.)"""
 
     def run(task_cls: type, calls: int, train) -> None:
-        real, seen = task_cls.loss, {"n": 0}
+        name = "losses" if hasattr(task_cls, "losses") else "loss"
+        real, seen = getattr(task_cls, name), {"n": 0}
 
         def dying(self, model, batch):
             seen["n"] += 1
@@ -76,10 +78,10 @@ def interrupted(monkeypatch):
                 raise KeyboardInterrupt
             return real(self, model, batch)
 
-        monkeypatch.setattr(task_cls, "loss", dying)
+        monkeypatch.setattr(task_cls, name, dying)
         with pytest.raises(KeyboardInterrupt):
             train()
-        monkeypatch.setattr(task_cls, "loss", real)
+        monkeypatch.setattr(task_cls, name, real)
 
     return run
 

@@ -52,8 +52,6 @@ def test_config_checks(tiny_cfg):
     assert build_dp(tiny_cfg(), 216, 10, 1) is None  # off by default
     with pytest.raises(LmforgeError, match="one process"):
         build_dp(tiny_cfg("privacy.dp.noise_multiplier=1"), 216, 10, 2)
-    with pytest.raises(LmforgeError, match="grad_accum"):
-        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "train.grad_accum=2"), 216, 10, 1)
     with pytest.raises(LmforgeError, match="not both"):
         build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.target_epsilon=3"), 216, 10, 1)
     with pytest.raises(LmforgeError, match="below 1/N"):
@@ -71,7 +69,8 @@ def test_unsupported_module_is_named():
 
 def test_each_example_is_clipped_to_max_grad_norm(tiny_cfg):
     """With no noise, one step moves the weights by lr/B * sum of per-example gradients, each
-    scaled down to norm <= C; an example with a huge loss contributes no more than C."""
+    scaled down to norm <= C; an example with a huge loss contributes no more than C. The batch
+    is split into two micro-batches, as train.grad_accum does: the sum must not change."""
     task, model, _, train, _ = _prepare(tiny_cfg(), no_dropout=True)
     model.train()
     batch = task.collate([train[i] for i in range(4)])
@@ -92,9 +91,11 @@ def test_each_example_is_clipped_to_max_grad_norm(tiny_cfg):
     optimizer = run.wrap(model, torch.optim.SGD(params, lr=1.0))
     before = [p.detach().clone() for p in params]
     weights = torch.tensor([1000.0, 1.0, 1.0, 1.0])  # per-example loss scaling, as above
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    (torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none") * weights).sum().backward()
-    sample_norms = torch.stack([p.grad_sample.reshape(4, -1).norm(dim=1) for p in params], 1).norm(dim=1)
+    sample_norms = []
+    for part in (slice(0, 2), slice(2, 4)):
+        run.backward(task.losses(model, {k: v[part] for k, v in batch.items()}) * weights[part])
+        sample_norms.append(run.module.per_sample_gradient_norms)
+    sample_norms = torch.cat(sample_norms)
     optimizer.step()
     for p, b, e in zip(params, before, expected):
         torch.testing.assert_close(b - p.detach(), e, rtol=1e-3, atol=1e-6)
@@ -109,7 +110,7 @@ def test_empty_poisson_batch_steps_with_noise_only():
     run = DPTraining(1.0, 0.01, 1.0, 1e-5, batch_size=8)
     optimizer = run.wrap(model, torch.optim.SGD(model.parameters(), lr=1.0))
     before = model.weight.detach().clone()
-    run.prepare_empty_step(optimizer)
+    run.prepare_empty_step()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     assert not torch.equal(before, model.weight) and len(run.accountant) == 1
@@ -171,3 +172,22 @@ def test_finetune_reports_the_budget_in_metrics(tiny_cfg):
     saved = json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
     assert saved["dp_epsilon"] == metrics["dp_epsilon"]
     assert "DP-SGD" in (Path(cfg.output_dir) / "report.html").read_text(encoding="utf-8")
+
+
+def test_tied_embeddings_are_refused_until_frozen():
+    """Ghost clipping cannot add up the norms of one weight used by two layers (a decoder's
+    embeddings tied to its head); freezing the embeddings (privacy.dp.freeze_embeddings) is the way out."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    def tied():
+        return AutoModelForCausalLM.from_config(LlamaConfig(
+            vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+            tie_word_embeddings=True))
+
+    model = tied()
+    with pytest.raises(LmforgeError, match=r"embed_tokens\.weight and lm_head\.weight.*tied"):
+        DPTraining(1.0, 0.1, 1.0, 1e-5, 4).wrap(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    model, run = tied(), DPTraining(1.0, 0.1, 1.0, 1e-5, 4, freeze_embeddings=True)
+    run.freeze(model)
+    assert not model.lm_head.weight.requires_grad and model.model.layers[0].mlp.up_proj.weight.requires_grad
+    run.wrap(model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1))

@@ -1,4 +1,4 @@
-"""DP-SGD for LoRA SFT (per-example gradients of adapters on a tiny Llama) and the model card."""
+"""DP-SGD for LoRA SFT (per-example clipping of adapters on a tiny Llama) and the model card."""
 
 import json
 
@@ -29,28 +29,34 @@ def _lora_llama(targets):
     return model
 
 
-def _summed_loss(model, ids, mask):
+def _example_losses(model, ids, mask):
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
     labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-    return torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum")
+    return torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
+                                             reduction="none").sum(1)
 
 
-def test_lora_adapters_get_exact_per_example_gradients_and_the_base_none():
+def test_lora_adapters_are_clipped_per_example_and_the_base_gets_nothing():
     model = _lora_llama("all-linear")
     ids = torch.randint(1, 50, (3, 9))
     mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3, [1] * 4 + [0] * 5])  # padded, as in SFT batches
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    expected = [torch.autograd.grad(_summed_loss(model, ids[i : i + 1], mask[i : i + 1]), list(trainable.values()))
-                for i in range(3)]
+    singles = [torch.autograd.grad(_example_losses(model, ids[i : i + 1], mask[i : i + 1]).sum(),
+                                   list(trainable.values())) for i in range(3)]
+    norms = torch.stack([torch.sqrt(sum((g**2).sum() for g in grads)) for grads in singles])
+    clip = float(norms.median())  # one example under the bound, one at it, one over
+    expected = [sum(min(1.0, clip / (float(n) + 1e-6)) * grads[k] for grads, n in zip(singles, norms))
+                for k in range(len(trainable))]
 
-    DPTraining(1.0, 0.1, 1.0, 1e-5, 3).wrap(model, torch.optim.SGD(trainable.values(), lr=0.1))
-    _summed_loss(model, ids, mask).backward()
+    run = DPTraining(1.0, 0.1, clip, 1e-5, 3)
+    run.wrap(model, torch.optim.SGD(trainable.values(), lr=0.1))
+    run.backward(_example_losses(model, ids, mask))
     assert len(trainable) == 2 * 7 * 2  # A and B of 7 linear layers x 2 blocks
-    for k, (name, p) in enumerate(trainable.items()):
-        for i in range(3):
-            torch.testing.assert_close(p.grad_sample[i], expected[i][k], rtol=1e-4, atol=1e-6, msg=name)
+    torch.testing.assert_close(run.module.per_sample_gradient_norms, norms, rtol=1e-4, atol=1e-6)
+    for (name, p), e in zip(trainable.items(), expected):
+        torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-6, msg=name)
     frozen = [p for p in model.parameters() if not p.requires_grad]
-    assert frozen and all(getattr(p, "grad_sample", None) is None and p.grad is None for p in frozen)
+    assert frozen and all(p.grad is None for p in frozen)
 
 
 def test_lora_on_embeddings_is_refused_naming_the_parameters():

@@ -110,6 +110,8 @@ class DPConfig:
     noise_multiplier: float = opt(0.0, "DP-SGD noise std / max_grad_norm, given instead of target_epsilon (0: off)")
     max_grad_norm: float = opt(1.0, "DP-SGD per-example gradient clipping bound (replaces train.max_grad_norm)")
     accountant: str = opt("rdp", "privacy accountant: rdp | prv")
+    freeze_embeddings: bool = opt(False, "DP-SGD: keep the token-embedding table frozen (fewer noised "
+                                  "parameters; needed to DP-train a decoder whose embeddings are tied to its head)")
 
 
 @dataclass

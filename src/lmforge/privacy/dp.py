@@ -1,9 +1,17 @@
 """Differentially private training (DP-SGD) through Opacus: clip each example's gradient, add noise.
 
 The loop stays ours: this module only supplies the pieces DP-SGD changes. `build_dp` turns the
-config, the training-set size and the planned steps into a `DPTraining`, which wraps the model
-(per-example gradients) and the optimizer (clipping + Gaussian noise) and owns the accountant that
-turns (noise multiplier, sample rate, steps) into the epsilon spent so far.
+config, the training-set size and the planned steps into a `DPTraining`, which hooks the model
+(per-example gradient norms), replaces the backward pass (clipped gradients), wraps the optimizer
+(Gaussian noise) and owns the accountant that turns (noise multiplier, sample rate, steps) into the
+epsilon spent so far.
+
+Clipping is Opacus' ghost clipping (Li et al. 2021; Bu et al. 2023): a first backward pass yields
+each example's gradient *norm* from the layer inputs and output gradients, without materialising
+per-example gradients; a second pass backpropagates the losses reweighted by min(1, C / norm), whose
+gradient is exactly the sum of clipped per-example gradients. Memory stays near a non-private
+run's; materialised per-example gradients would cost batch x parameters (5 GB for 1024 examples
+of a 21k-token embedding table at width 64) and made large DP batches, which DP needs, impossible.
 
 Privacy accounting assumes Poisson sampling (`train.batching.poisson_epoch`) and one optimizer
 step per planned batch: an empty batch still takes a step that releases noise only, and is
@@ -12,6 +20,7 @@ counted, because skipping it would make the step count depend on the data drawn.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,31 +48,78 @@ class DPTraining:
     delta: float
     batch_size: int
     mechanism: str = "rdp"
+    freeze_embeddings: bool = False
     accountant: Any = field(default=None, repr=False)
-    module: Any = field(default=None, repr=False)  # the GradSampleModule, once `wrap` made it
+    module: Any = field(default=None, repr=False)  # Opacus' hooks, once `wrap` set them
+    optimizer: Any = field(default=None, repr=False)  # the noising optimizer `wrap` returned
 
     def __post_init__(self) -> None:
         from opacus.accountants import create_accountant
 
         self.accountant = create_accountant(mechanism=self.mechanism)
 
+    def freeze(self, model: torch.nn.Module) -> None:
+        """Freeze the token-embedding table (privacy.dp.freeze_embeddings).
+
+        DP-SGD adds noise of the same size to every trainable coordinate, and Adam rescales each
+        coordinate to unit steps, so a 21k-row table of which a batch touches a few hundred rows
+        random-walks on the noise alone. Freezing it costs little (the layers above adapt to the
+        embeddings they get) and leaves the noise on the parameters that learn from every example.
+        """
+        table = model.get_input_embeddings() if self.freeze_embeddings else None
+        if table is None or not any(p.requires_grad for p in table.parameters()):
+            return
+        table.requires_grad_(False)
+        output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        tied = output is not None and output.weight is table.weight
+        logger.info(f"DP-SGD: token embeddings frozen ({table.weight.numel():,} parameters"
+                    f"{', tied to the output layer' if tied else ''}); privacy.dp.freeze_embeddings=false trains them")
+
     def wrap(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Any:
-        """Give `model` per-example gradients (hooks on its own layers, so calling `model` itself
-        records them) and return `optimizer` wrapped in Opacus' DPOptimizer."""
-        from opacus import GradSampleModule
-        from opacus.optimizers import DPOptimizer
+        """Hook `model`'s own layers for per-example gradient norms (so calling `model` itself
+        records them) and return `optimizer` wrapped to add noise; train with `backward`."""
+        from opacus.grad_sample import GradSampleModuleFastGradientClipping
+        from opacus.optimizers import DPOptimizerFastGradientClipping
 
         check_supported(model)
         _per_example_position_ids(model)
         # The loss is a sum over examples, so per-example gradients need no rescaling ("sum");
         # the optimizer then divides clipped-sum + noise by the *expected* batch size ("mean"),
         # which under Poisson sampling must not depend on the batch actually drawn.
-        self.module = GradSampleModule(model, loss_reduction="sum")
-        dp_optimizer = DPOptimizer(optimizer, noise_multiplier=self.noise_multiplier,
-                                   max_grad_norm=self.max_grad_norm, expected_batch_size=self.batch_size,
-                                   loss_reduction="mean")
-        dp_optimizer.attach_step_hook(lambda _: self.step())  # runs once per real (noised) step
-        return dp_optimizer
+        self.module = GradSampleModuleFastGradientClipping(model, loss_reduction="sum",
+                                                           max_grad_norm=self.max_grad_norm, use_ghost_clipping=True)
+        self.optimizer = DPOptimizerFastGradientClipping(optimizer, noise_multiplier=self.noise_multiplier,
+                                                         max_grad_norm=self.max_grad_norm,
+                                                         expected_batch_size=self.batch_size, loss_reduction="mean")
+        self.optimizer.attach_step_hook(lambda _: self.step())  # runs once per real (noised) step
+        return self.optimizer
+
+    def backward(self, losses: torch.Tensor) -> None:
+        """Add the clipped gradients of one micro-batch to the parameters' `.grad`.
+
+        `losses` holds each example's summed loss, shape (n,). Gradients already accumulated from
+        earlier micro-batches of the same step are set aside during the first (norm-only) pass,
+        so a Poisson batch may be split into micro-batches (train.grad_accum) without mixing an
+        unclipped gradient in.
+        """
+        params = self.optimizer.params
+        kept = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        with warnings.catch_warnings():  # torch notes that hooked layers' inputs (e.g. ids) need no grad
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            losses.sum().backward(retain_graph=True)  # the hooks record per-example gradient norms
+            scale = self.module.get_clipping_coef().to(losses.device, losses.dtype)  # min(1, C / norm_i)
+            for p, grad in zip(params, kept):
+                p.grad = grad
+            self.module.disable_hooks()
+            try:
+                (losses * scale).sum().backward()
+            finally:
+                self.module.enable_hooks()
+        for p in params:  # a parameter this batch did not reach still gets its (zero) share of noise
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
 
     def step(self) -> None:
         """Record one noised optimizer step with the accountant."""
@@ -79,11 +135,11 @@ class DPTraining:
                 "max_grad_norm": self.max_grad_norm, "sample_rate": self.sample_rate, "batch_size": self.batch_size,
                 "steps": sum(steps for _, _, steps in self.accountant.history), "accountant": self.mechanism}
 
-    def prepare_empty_step(self, optimizer: Any) -> None:
-        """Let the optimizer step on an empty Poisson batch: zero examples' gradients, so the
-        update is pure noise, exactly what the privacy analysis assumes for an empty draw."""
-        for p in optimizer.params:
-            p.grad_sample = p.new_zeros((0, *p.shape))
+    def prepare_empty_step(self) -> None:
+        """Let the optimizer step on an empty Poisson batch: a zero gradient, so the update is
+        pure noise, exactly what the privacy analysis assumes for an empty draw."""
+        for p in self.optimizer.params:
+            p.grad = torch.zeros_like(p)
 
     def state_dict(self) -> dict[str, Any]:
         return {"mechanism": self.mechanism, "history": [list(h) for h in self.accountant.history]}
@@ -104,7 +160,7 @@ def build_dp(cfg: Config, n_train: int, steps: int, num_processes: int) -> DPTra
     delta = dp.delta or 1.0 / (10 * n_train)
     q = min(cfg.train.batch_size / n_train, 1.0)
     sigma = dp.noise_multiplier or _noise_for_target(dp, delta, q, steps)
-    run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant)
+    run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant, dp.freeze_embeddings)
     logger.info(f"DP-SGD: noise multiplier {sigma:.4f}, sample rate {q:.4g}, clip {dp.max_grad_norm}, "
                 f"delta {delta:.3g}, {dp.accountant} accountant over {steps} planned steps")
     return run
@@ -135,13 +191,10 @@ def _check_settings(cfg: Config, n_train: int, num_processes: int) -> None:
     if num_processes > 1:
         raise LmforgeError("DP-SGD runs on one process only for now: each process would clip and noise its own "
                            "share and the accountant would miscount; run without torchrun/accelerate launch")
-    if cfg.train.grad_accum > 1:
-        raise LmforgeError("DP-SGD does not support train.grad_accum > 1 yet (Poisson batches are not split); "
-                           "lower train.batch_size or set train.grad_accum=1")
 
 
 def _per_example_position_ids(model: torch.nn.Module) -> None:
-    """Give every embedding lookup a batch dimension of its own.
+    """Give every embedding lookup a batch dimension of its own, in contiguous memory.
 
     Models such as BERT look positions up once, with ids of shape (1, L), and broadcast the result
     over the batch; Opacus then sees one "example" and cannot clip the position embeddings per
@@ -156,8 +209,9 @@ def _per_example_position_ids(model: torch.nn.Module) -> None:
     def expand(_module: Any, args: tuple) -> tuple | None:
         ids = args[0]
         if batch["size"] > 1 and ids.dim() > 1 and ids.shape[0] == 1:
-            return (ids.expand(batch["size"], *ids.shape[1:]), *args[1:])
-        return None
+            ids = ids.expand(batch["size"], *ids.shape[1:])
+        # Opacus' embedding norms flatten the ids with .view: BERT's token-type ids are a broadcast view.
+        return (ids.contiguous(), *args[1:]) if not ids.is_contiguous() or ids is not args[0] else None
 
     model.register_forward_pre_hook(remember, with_kwargs=True)
     for module in model.modules():
@@ -180,11 +234,24 @@ def check_supported(model: torch.nn.Module) -> None:
     model.train(was_training)
     errors += [f"{name}: a trainable parameter held in a container, used outside any layer's forward "
                "(e.g. LoRA on an embedding), so no per-example gradient is recorded" for name in _unhooked(model)]
+    errors += [f"{' and '.join(names)}: one trainable weight used by several layers (tied), whose per-example "
+               "gradient norms ghost clipping cannot combine (privacy.dp.freeze_embeddings=true freezes tied "
+               "token embeddings)" for names in _tied(model)]
     if errors:
         listed = "\n  ".join(str(e) for e in errors)
         raise LmforgeError(f"DP-SGD cannot train this model: per-example gradients are unsupported for\n  {listed}\n"
                            "freeze these parameters (method=lora, leaving these modules out of lora.target_modules) "
                            "or replace the modules")
+
+
+def _tied(model: torch.nn.Module) -> list[list[str]]:
+    """Names of the layers sharing each trainable parameter that more than one layer holds."""
+    holders: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        for key, p in module.named_parameters(recurse=False):
+            if p.requires_grad:
+                holders.setdefault(id(p), []).append(f"{name}.{key}")
+    return [names for names in holders.values() if len(names) > 1]
 
 
 def _unhooked(model: torch.nn.Module) -> list[str]:

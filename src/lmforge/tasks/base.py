@@ -55,6 +55,10 @@ class Task(Protocol):
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Loss summed over the batch's loss terms."""
 
+    # Optional: tasks that support DP-SGD also give each example's summed loss, shape (n,). DP-SGD
+    # clips each example's gradient, so it must know which loss terms belong to which example.
+    # def losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
     def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
         """Per-example outputs needed to score and to predict."""
 

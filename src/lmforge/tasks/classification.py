@@ -210,8 +210,11 @@ class Classification:
         return 1
 
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.losses(model, batch).sum()
+
+    def losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        return self.example_losses(logits, batch["labels"]).sum()
+        return self.example_losses(logits, batch["labels"])
 
     def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()

@@ -113,9 +113,12 @@ class Distillation:
         return 1
 
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.losses(model, batch).sum()
+
+    def losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         hard = self.base.example_losses(logits, batch["labels"]) * batch["hard"]
-        return (self.d.alpha * self.soft_losses(logits, batch["teacher"]) + (1 - self.d.alpha) * hard).sum()
+        return self.d.alpha * self.soft_losses(logits, batch["teacher"]) + (1 - self.d.alpha) * hard
 
     def soft_losses(self, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """T^2 * KL(teacher_T || student_T) per example (mean over labels for multi-label)."""

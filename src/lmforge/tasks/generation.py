@@ -120,7 +120,10 @@ class Generation:
         return feature["n_targets"]
 
     def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._token_losses(model, batch).sum()
+        return self.losses(model, batch).sum()
+
+    def losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._token_losses(model, batch).sum(1)
 
     def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
         losses = self._token_losses(model, batch)

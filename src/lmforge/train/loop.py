@@ -88,9 +88,13 @@ class _Run:
         self.lower_better = any(word in self.metric for word in LOWER_IS_BETTER)
         self.main = acc.is_main_process
         self.dp = build_dp(cfg, len(train), self.total, acc.num_processes)  # None unless privacy.dp is on
+        if self.dp and not hasattr(task, "losses"):
+            raise LmforgeError(f"DP-SGD is not available for task {task.name}: it needs each example's loss")
         self.flops_per_token = 0.0  # set in go() for tasks that report model FLOPs (MFU in the logs)
 
     def go(self, model: Any) -> FitResult:
+        if self.dp:  # before the optimizer is built: frozen parameters get no optimizer state
+            self.dp.freeze(model)
         optimizer = build_optimizer(model, self.t)
         self.scheduler = build_scheduler(optimizer, self.t, self.total)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
@@ -206,12 +210,18 @@ class _Run:
             last = n == len(parts) - 1
             with nullcontext() if last else acc.no_sync(self.model):
                 inputs = self._to_device(self.task.collate([self.train[i] for i in examples]))
-                with autocast(self.precision, acc.device):
-                    loss = self.task.loss(self.model, inputs) * weight
-                acc.backward(loss * scale)
+                if self.dp:  # per-example clipping needs each example's loss; noise is the optimizer's
+                    with autocast(self.precision, acc.device):
+                        losses = self.task.losses(self.model, inputs) * weight
+                    self.dp.backward(losses)
+                    loss = losses.sum()
+                else:
+                    with autocast(self.precision, acc.device):
+                        loss = self.task.loss(self.model, inputs) * weight
+                    acc.backward(loss * scale)
             summed += loss.detach()
         if self.dp and not batch:
-            self.dp.prepare_empty_step(self.optimizer)
+            self.dp.prepare_empty_step()
         elif self.t.max_grad_norm > 0 and not self.dp:  # per-example clipping replaces it under DP
             acc.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
         self.optimizer.step()
