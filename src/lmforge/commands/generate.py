@@ -79,7 +79,7 @@ def _prompts(loaded, path: str):
     rows = read_data(path, loaded.cfg.data)
     columns = set().union(*(r.values for r in rows[:20])) if rows else set()
     if columns & ANSWER_COLUMNS:
-        return loaded.task.read_split(path)
+        return loaded.task.read_split(path, rows)
     for column in QUESTION_COLUMNS:
         if rows and all(isinstance(r.values.get(column), str) and r.values[column].strip() for r in rows):
             return loaded.task.read_list([r.values[column] for r in rows])

@@ -67,10 +67,11 @@ class Generation:
         test = self.read_split(d.test) if d.test else validation
         return Data(train, validation, test)
 
-    def read_split(self, path: str) -> Split:
-        """Conversations of a file in any accepted format (detected), every row validated."""
+    def read_split(self, path: str, rows: list | None = None) -> Split:
+        """Conversations of a file in any accepted format (detected), every row validated
+        (`rows`: the file's rows when the caller has read them already)."""
         g = self.cfg.generation
-        rows = read_data(path, self.cfg.data)
+        rows = read_data(path, self.cfg.data) if rows is None else rows
         fmt = detect_format(rows, g.question_column, g.answer_column)
         pairs = to_conversations(rows, fmt, g.question_column, g.answer_column)
         system = [{"role": "system", "content": g.system}] if g.system else []
