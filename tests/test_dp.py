@@ -174,6 +174,17 @@ def test_finetune_reports_the_budget_in_metrics(tiny_cfg):
     assert "DP-SGD" in (Path(cfg.output_dir) / "report.html").read_text(encoding="utf-8")
 
 
+def test_clipped_training_learns_with_micro_batches(tiny_cfg):
+    """End to end through the loop: with negligible noise, clipped per-example gradients summed over
+    two micro-batches per Poisson batch learn the fixture (a second pass with a wrong sign or a zero
+    scale would not; the exact sum is checked in test_each_example_is_clipped_to_max_grad_norm)."""
+    from lmforge.commands import finetune
+
+    metrics = finetune.run(tiny_cfg("privacy.dp.noise_multiplier=1e-6", "privacy.dp.max_grad_norm=0.1",
+                                    "train.grad_accum=2", "train.epochs=4"))
+    assert metrics["accuracy"] >= 0.9
+
+
 def test_tied_embeddings_are_refused_until_frozen():
     """Ghost clipping cannot add up the norms of one weight used by two layers (a decoder's
     embeddings tied to its head); freezing the embeddings (privacy.dp.freeze_embeddings) is the way out."""
