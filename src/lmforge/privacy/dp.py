@@ -189,6 +189,9 @@ def _check_settings(cfg: Config, n_train: int, num_processes: int) -> None:
     if not 0 <= dp.delta < 1.0 / n_train:
         raise LmforgeError(f"privacy.dp.delta={dp.delta} must be below 1/N = {1.0 / n_train:.3g}: a larger delta "
                            "allows releasing some training examples outright")
+    if cfg.train.gradient_checkpointing:
+        raise LmforgeError("DP-SGD cannot run with train.gradient_checkpointing: the recomputed forward pass would "
+                           "record every example's layer inputs twice for per-example clipping")
     if num_processes > 1:
         raise LmforgeError("DP-SGD runs on one process only for now: each process would clip and noise its own "
                            "share and the accountant would miscount; run without torchrun/accelerate launch")

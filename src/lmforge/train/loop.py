@@ -64,6 +64,15 @@ def fit(cfg: Config, task: Any, model: Any, tokenizer: Any, train: Features, eva
     return run.go(model)
 
 
+def checkpoint_activations(model: Any) -> None:
+    """Recompute each layer's activations in the backward pass instead of keeping them, through
+    transformers' own mechanism. Non-reentrant checkpointing needs no inputs that require grad,
+    so a LoRA model's frozen embeddings need no workaround."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise LmforgeError(f"train.gradient_checkpointing: {type(model).__name__} does not support it")
+    model.activation_checkpointing_enable({"use_reentrant": False})
+
+
 def _check_budget(cfg: Config, n_train: int) -> None:
     t = cfg.train
     if t.batch_size < 1 or t.grad_accum < 1:
@@ -95,6 +104,8 @@ class _Run:
     def go(self, model: Any) -> FitResult:
         if self.dp:  # before the optimizer is built: frozen parameters get no optimizer state
             self.dp.freeze(model)
+        if self.t.gradient_checkpointing:
+            checkpoint_activations(model)
         optimizer = build_optimizer(model, self.t)
         self.scheduler = build_scheduler(optimizer, self.t, self.total)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
