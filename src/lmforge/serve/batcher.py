@@ -2,7 +2,9 @@
 
 A single worker takes the first waiting request, then gathers more until it has `max_batch` or
 `max_wait_ms` has passed, runs the batch in a thread (the event loop keeps accepting requests),
-and resolves each request's future. A full queue refuses at once (the caller answers 429) rather
+and resolves each request's future. The wait is spent only when there is concurrent demand (others
+already queued, or the last batch held more than one request): a lone client would otherwise pay
+max_wait_ms on every request for nothing (measured: 0.63x a naive server at one client). A full queue refuses at once (the caller answers 429) rather
 than letting latency grow without bound.
 """
 
@@ -25,6 +27,7 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task | None = None
+        self._last_size = 0  # the previous batch's size: > 1 means requests are arriving together
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._work())
@@ -63,7 +66,10 @@ class Batcher:
     async def _collect(self) -> list[tuple[Any, asyncio.Future]]:
         loop = asyncio.get_running_loop()
         batch = [await self.queue.get()]
-        deadline = loop.time() + self.max_wait
+        concurrent = self._last_size > 1 or not self.queue.empty()
+        deadline = loop.time() + (self.max_wait if concurrent else 0.0)
+        while len(batch) < self.max_batch and not self.queue.empty():  # whatever is already waiting
+            batch.append(self.queue.get_nowait())
         while len(batch) < self.max_batch:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -72,4 +78,5 @@ class Batcher:
                 batch.append(await asyncio.wait_for(self.queue.get(), remaining))
             except asyncio.TimeoutError:
                 break
+        self._last_size = len(batch)
         return batch
