@@ -214,8 +214,10 @@ def _per_example_position_ids(model: torch.nn.Module) -> None:
         ids = args[0]
         if batch["size"] > 1 and ids.dim() > 1 and ids.shape[0] == 1:
             ids = ids.expand(batch["size"], *ids.shape[1:])
+        if ids is args[0] and ids.is_contiguous():
+            return None
         # Opacus' embedding norms flatten the ids with .view: BERT's token-type ids are a broadcast view.
-        return (ids.contiguous(), *args[1:]) if not ids.is_contiguous() or ids is not args[0] else None
+        return (ids.contiguous(), *args[1:])
 
     model.register_forward_pre_hook(remember, with_kwargs=True)
     for module in model.modules():

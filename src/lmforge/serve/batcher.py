@@ -4,8 +4,8 @@ A single worker takes the first waiting request, then gathers more until it has 
 `max_wait_ms` has passed, runs the batch in a thread (the event loop keeps accepting requests),
 and resolves each request's future. The wait is spent only when there is concurrent demand (others
 already queued, or the last batch held more than one request): a lone client would otherwise pay
-max_wait_ms on every request for nothing (measured: 0.63x a naive server at one client). A full queue refuses at once (the caller answers 429) rather
-than letting latency grow without bound.
+max_wait_ms on every request for nothing (measured: 0.63x a naive server at one client). A full
+queue refuses at once (the caller answers 429) rather than letting latency grow without bound.
 """
 
 from __future__ import annotations
