@@ -58,7 +58,8 @@ class TrainConfig:
     batch_size: int = opt(32, "examples per optimizer step, summed over accumulation steps and processes")
     grad_accum: int = opt(1, "split each batch into this many micro-batches (same result, less memory)")
     gradient_checkpointing: bool = opt(False, "recompute each layer's activations in the backward pass instead "
-                                       "of keeping them (same result; LoRA SFT of SmolLM2-135M: 3.2 instead of 7.0 GB, 1.2x the time)")
+                                       "of keeping them (same result; LoRA SFT of SmolLM2-135M: 3.2 instead of "
+                                       "7.0 GB, 1.2x the time)")
     lr: float = opt(5e-5, "peak learning rate of AdamW")
     weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms)")
     warmup_ratio: float = opt(0.06, "share of the steps spent warming the learning rate up from 0")
