@@ -202,7 +202,7 @@ class KnowledgeBase:
         if not (path / INDEX_FILE).is_file():
             raise LmforgeError(f"not a knowledge-base index (no {INDEX_FILE}): {path}")
         info = json.loads((path / INDEX_FILE).read_text(encoding="utf-8"))
-        embeddings = np.load(path / EMBEDDINGS_FILE)
+        embeddings = np.load(path / EMBEDDINGS_FILE, allow_pickle=False)
         lines = (path / ENTRIES_FILE).read_text(encoding="utf-8").splitlines()
         entries = [json.loads(line) for line in lines if line.strip()]
         if not len(entries) == len(embeddings) == info["count"]:

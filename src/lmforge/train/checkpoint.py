@@ -13,6 +13,7 @@ import torch
 
 from lmforge import config as config_mod
 from lmforge.atomic import write_dir
+from lmforge.errors import LmforgeError
 
 CONFIG_FILE = "lmforge.yaml"  # the resolved run config, saved inside every model folder
 
@@ -64,41 +65,70 @@ def _standalone(model: Any) -> Any:
 
 def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: TrainState,
                     rng_states: list[dict[str, Any]]) -> None:
-    """Everything `load_checkpoint` needs; `rng_states` holds one entry per process."""
+    """Everything `load_checkpoint` needs; `rng_states` holds one entry per process.
+
+    Nothing in a checkpoint is a pickle of arbitrary objects: weights are safetensors, optimizer and
+    scheduler states are tensors and plain values that `torch.load(weights_only=True)` reads, and the
+    rest is JSON. A run folder copied from elsewhere can then be resumed without running its code.
+    """
     from safetensors.torch import save_model
 
     def fill(tmp: Path) -> None:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(rng_states, tmp / "rng.pt")
+        (tmp / "rng.json").write_text(json.dumps(rng_states))
         (tmp / "state.json").write_text(json.dumps(asdict(state), indent=1))
 
     write_dir(folder, fill)
 
 
 def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, rank: int) -> TrainState:
-    """Restore weights, optimizer, scheduler and this process's RNG; return the saved state."""
+    """Restore weights, optimizer, scheduler and this process's RNG; return the saved state.
+
+    Every file is read without unpickling objects; one that does not parse is refused by name."""
     from safetensors.torch import load_model
 
-    load_model(model, str(folder / "model.safetensors"))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(folder / "rng.pt", weights_only=False)[rank])
-    return TrainState(**json.loads((folder / "state.json").read_text()))
+    _read(folder / "model.safetensors", lambda path: load_model(model, str(path)))
+    optimizer.load_state_dict(_read(folder / "optimizer.pt", _tensors_only))
+    scheduler.load_state_dict(_read(folder / "scheduler.pt", _tensors_only))
+    rngs = _read(folder / "rng.json", lambda path: json.loads(path.read_text()))
+    set_rng_state(rngs[rank])
+    return TrainState(**_read(folder / "state.json", lambda path: json.loads(path.read_text())))
+
+
+def _tensors_only(path: Path) -> Any:
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
+def _read(path: Path, load: Any) -> Any:
+    """`load(path)`, with any failure (missing, truncated, foreign or crafted file) as one clear error."""
+    if not path.is_file():
+        raise LmforgeError(f"--resume: {path} is missing; the checkpoint is incomplete or from an older lmforge")
+    try:
+        return load(path)
+    except Exception as exc:  # safetensors, torch's restricted unpickler and json each raise their own types
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LmforgeError(f"--resume: refused {path}: not a valid checkpoint file ({reason[:200]})") from None
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch RNG states of this process (dropout draws from torch's)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, NumPy and torch RNG states of this process (dropout draws from torch's), as JSON values."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {"python": [version, list(internal), gauss],
+                             "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+                             "torch": torch.get_rng_state().tolist()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
