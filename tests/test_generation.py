@@ -8,6 +8,7 @@ import torch
 
 from lmforge import config
 from lmforge.cli import main
+from lmforge.errors import LmforgeError
 from lmforge.generation import ensure_template
 from lmforge.tasks.generation import encode_conversation
 
@@ -251,3 +252,28 @@ def test_gradient_checkpointing_gives_the_same_gradients(bpe, qa_file, tmp_path)
                      "train.gradient_checkpointing=true")) == 0
     with pytest.raises(LmforgeError, match="gradient_checkpointing"):
         build_dp(config.load(None, ["train.gradient_checkpointing=true", "privacy.dp.target_epsilon=8"]), 100, 10, 1)
+
+
+def test_a_prompt_longer_than_the_context_keeps_its_end(trained, caplog):
+    """A prompt beyond the model's context (minus the answer budget) is cut from the left, with a warning
+    naming it; the question at its end survives."""
+    import logging
+
+    import lmforge
+    from lmforge.generation import complete, prompt_limit, prompt_text
+
+    loaded = lmforge.load(trained / "best", precision="fp32")
+    cfg = loaded.cfg.generation
+    limit = prompt_limit(loaded.model, loaded.tokenizer, cfg)
+    assert limit == loaded.model.config.max_position_embeddings - cfg.max_new_tokens
+    long = prompt_text(loaded.tokenizer, [{"role": "user", "content": "很长的背景。" * 1500 + PAIRS[3][0]}])
+    short = prompt_text(loaded.tokenizer, [{"role": "user", "content": PAIRS[3][0]}])
+    with caplog.at_level(logging.WARNING, logger="lmforge"):
+        done = complete(loaded.model, loaded.tokenizer, [short, long], cfg, loaded.device, "fp32")
+    assert done[1].prompt_tokens == limit and done[0].prompt_tokens < 50
+    assert done[0].text == PAIRS[3][1]
+    assert f"prompt 1: {len(loaded.tokenizer(long, add_special_tokens=False)['input_ids'])} tokens" in caplog.text
+    assert f"keeping its last {limit} tokens" in caplog.text and "prompt 0" not in caplog.text
+    too_long = config.load(None, [f"generation.max_new_tokens={loaded.model.config.max_position_embeddings}"])
+    with pytest.raises(LmforgeError, match="leaves no room for a prompt"):
+        complete(loaded.model, loaded.tokenizer, [short], too_long.generation, loaded.device, "fp32")

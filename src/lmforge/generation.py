@@ -124,9 +124,10 @@ def complete(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConf
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     done: list[Completion] = [None] * len(prompts)  # type: ignore[list-item]
     stops = set(stop_token_ids(tokenizer))
+    limit = prompt_limit(model, tokenizer, cfg)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        enc = _encode(tokenizer, [prompts[i] for i in chunk], device)
+        enc = _encode(tokenizer, [prompts[i] for i in chunk], device, limit, chunk)
         with autocast(precision, device, model):
             out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
         rows = out[:, enc["input_ids"].shape[1]:].tolist()
@@ -150,7 +151,7 @@ def stream(model: Any, tokenizer: Any, prompt: str, cfg: GenerationConfig, devic
         def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
             return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
-    enc = _encode(tokenizer, [prompt], device)
+    enc = _encode(tokenizer, [prompt], device, prompt_limit(model, tokenizer, cfg), [0])
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
 
     def work() -> None:
@@ -177,9 +178,31 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[: min(hits)], True) if hits else (text, False)
 
 
-def _encode(tokenizer: Any, prompts: list[str], device: torch.device) -> Any:
-    with tokenizer_lock(tokenizer):  # left padding: new tokens must follow every prompt directly
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+def prompt_limit(model: Any, tokenizer: Any, cfg: GenerationConfig) -> int:
+    """Most prompt tokens a completion may start from: the model's context minus the tokens it may
+    generate. Without a bound, one long prompt costs minutes and memory quadratic in its length."""
+    config = model.config
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not context:  # a model that names no context: the tokenizer's, else a conservative default
+        context = tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else 2048
+    if cfg.max_new_tokens >= context:
+        raise LmforgeError(f"generation.max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in the "
+                           f"model's context of {context} tokens")
+    return context - cfg.max_new_tokens
+
+
+def _encode(tokenizer: Any, prompts: list[str], device: torch.device, limit: int, numbers: list[int]) -> Any:
+    """Left-padded ids of `prompts` (new tokens must follow every prompt directly); a prompt longer
+    than `limit` keeps its last `limit` tokens (the question and the answer cue are at its end), with
+    a warning naming it by its number in the caller's input."""
+    with tokenizer_lock(tokenizer):
+        rows = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        for number, row in zip(numbers, rows):
+            if len(row) > limit:
+                logger.warning(f"prompt {number}: {len(row)} tokens, more than the {limit} the model can read "
+                               f"before answering; keeping its last {limit} tokens")
+        rows = [row[-limit:] for row in rows]
+        enc = tokenizer.pad({"input_ids": rows}, padding=True, padding_side="left", return_tensors="pt")
     return enc.to(device)
 
 
