@@ -122,4 +122,4 @@ def test_audit_of_a_classifier_and_canaries_refused(tiny, tiny_cfg, tmp_path):
     with pytest.raises(LmforgeError, match="generation model"):
         from lmforge.commands.audit import run
 
-        run(model, str(tiny / "train.csv"), str(tiny / "test.csv"), canaries=str(tmp_path / "c.json"))
+        run(model, str(tiny / "train.csv"), str(tiny / "test.csv"), canaries=str(tmp_path / "c.json"), overwrite=True)

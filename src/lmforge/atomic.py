@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from lmforge.errors import LmforgeError
+
 
 def write_file(path: Path, fill: Callable[[Path], None]) -> None:
     """Call fill(tmp_path) to write the content, then rename tmp_path to `path`."""
@@ -35,6 +37,8 @@ def write_text(path: Path, text: str) -> None:
 def write_dir(target: Path, fill: Callable[[Path], None]) -> None:
     """Call fill(tmp_dir), then swap tmp_dir in as `target`, replacing any previous folder."""
     target = Path(target)
+    if target.exists() and not target.is_dir():  # never rename a user's file aside as if it were a folder
+        raise LmforgeError(f"{target} is a file, not a folder: refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:

@@ -19,6 +19,7 @@ from lmforge.commands.evaluate import write_json
 from lmforge.errors import LmforgeError
 from lmforge.inference import Loaded, load
 from lmforge.log import logger
+from lmforge.outputs import Output, check_outputs
 from lmforge.privacy.audit import exposure, extrapolated_exposure, membership_inference
 from lmforge.privacy.canary import DEFAULT_PROMPT, DEFAULT_TEMPLATE, Canaries, insert_canaries, make_canaries
 from lmforge.privacy.card import read_privacy
@@ -26,8 +27,13 @@ from lmforge.privacy.card import read_privacy
 
 def run(model: str, data: str, holdout: str, out: str | None = None, canaries: str | None = None,
         candidates: int = 1000, max_examples: int = 2000, precision: str = "auto", batch_size: int = 64,
-        seed: int = 0) -> dict[str, Any]:
-    """Audit the model folder `model`; write <out or model>/audit.json and print a table."""
+        seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+    """Audit the model folder `model`; write <out or model>/audit.json and print a table.
+
+    By default the audit joins the model's folder, beside its privacy record: it adds a file there
+    and replaces nothing of the model (an earlier audit.json only with `--overwrite`)."""
+    path = Path(out or model) / "audit.json"
+    check_outputs([Output(path, "--out", "file")], [data, holdout, canaries], overwrite)
     loaded = load(model, precision=precision, batch_size=batch_size)
     _warn_held_out_members(loaded, data)
     result: dict[str, Any] = {"model": model, "privacy": read_privacy(Path(model)) or "no differential privacy"}
@@ -35,7 +41,6 @@ def run(model: str, data: str, holdout: str, out: str | None = None, canaries: s
         _example_losses(loaded, data, max_examples, seed), _example_losses(loaded, holdout, max_examples, seed))
     if canaries:
         result["canaries"] = canary_exposure(loaded, Canaries.load(Path(canaries)), candidates, seed)
-    path = Path(out or model) / "audit.json"
     write_json(path, result)
     print(render(result))
     logger.info(f"wrote {path}")
@@ -44,8 +49,9 @@ def run(model: str, data: str, holdout: str, out: str | None = None, canaries: s
 
 def canary(input: str, out: str, canaries: str, count: int = 10, repeat: int = 1, digits: int = 6,
            template: str = DEFAULT_TEMPLATE, prompt: str = DEFAULT_PROMPT, encoding: str = "utf-8",
-           seed: int = 0) -> Canaries:
+           seed: int = 0, overwrite: bool = False) -> Canaries:
     """Plant `count` random secrets `repeat` times each into a copy of `input`; save them to `canaries`."""
+    check_outputs([Output(out, "--out", "file"), Output(canaries, "--canaries", "file")], [input], overwrite)
     made = make_canaries(count, repeat, digits, template, prompt, seed)
     rows = insert_canaries(Path(input), Path(out), made, encoding, seed)
     made.save(Path(canaries))

@@ -9,12 +9,15 @@ from pathlib import Path
 from lmforge.atomic import write_text
 from lmforge.compress.compare import Row, html_table, measure, table, with_speedups
 from lmforge.log import logger
+from lmforge.outputs import Output, check_outputs
 
 
 def run(models: list[str], data: str, out: str | None = None, precision: str = "fp32",
-        latency_texts: int = 50) -> list[Row]:
+        latency_texts: int = 50, overwrite: bool = False) -> list[Row]:
     """Measure every classifier folder in `models` on `data` (the first is the reference); print the
     table and, with `out`, write compare.json and compare.html there."""
+    if out:
+        check_outputs([Output(out, "--out", "folder")], [*models, data], overwrite)
     rows = with_speedups([measure(m, data, precision, latency_texts) for m in models])
     print(table(rows))
     if out:

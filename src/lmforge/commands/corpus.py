@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.log import logger
+from lmforge.outputs import Output, check_outputs
 
 
 def build(action: str, inputs: list[str], out: str, dedup: str = "exact", min_chars: int = 20, max_chars: int = 0,
-          redact_pii: bool = False, text_field: str = "text", strict: bool = False, encoding: str = "utf-8") -> dict[str, Any]:
+          redact_pii: bool = False, text_field: str = "text", strict: bool = False, encoding: str = "utf-8",
+          overwrite: bool = False) -> dict[str, Any]:
     """Clean raw text files into a corpus folder (docs.jsonl + stats.json) and print its stats."""
     from lmforge.data.corpus import build_corpus
+
+    check_outputs([Output(out, "--out", "folder")], inputs, overwrite)
 
     stats = build_corpus(inputs, Path(out), dedup, min_chars, max_chars, redact_pii, text_field, strict, encoding).as_dict()
     print(json.dumps({k: v for k, v in stats.items() if v}, ensure_ascii=False, indent=1))
@@ -26,10 +30,13 @@ def build(action: str, inputs: list[str], out: str, dedup: str = "exact", min_ch
 
 
 def train_tokenizer(action: str, inputs: list[str], out: str, kind: str = "wordpiece", vocab_size: int = 16000,
-                    lowercase: bool = False, text_field: str = "text", seed: int = 0) -> dict[str, Any]:
+                    lowercase: bool = False, text_field: str = "text", seed: int = 0,
+                    overwrite: bool = False) -> dict[str, Any]:
     """Train a tokenizer on a corpus folder (or raw text files) and print its held-out report."""
     from lmforge.data.corpus import load_texts
     from lmforge.models.tokenizer_train import train_tokenizer as train
+
+    check_outputs([Output(out, "--out", "folder")], inputs, overwrite)
 
     texts = [t for source in inputs for t in load_texts(source, text_field)]
     report = train(texts, Path(out), kind, vocab_size, lowercase, seed).__dict__

@@ -11,11 +11,13 @@ from lmforge.errors import LmforgeError
 from lmforge.evaluate.report import write_report
 from lmforge.inference import Loaded, load
 from lmforge.log import logger
+from lmforge.outputs import Output, check_outputs
 
 
 def run(model: str, data: str, out: str, precision: str = "auto", batch_size: int = 64,
-        baseline: bool = True) -> dict[str, Any]:
+        baseline: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Score the model in folder `model` on the labelled file `data`; write results into `out`."""
+    check_outputs([Output(out, "--out", "folder")], [model, data], overwrite)
     loaded = load(model, precision=precision, batch_size=batch_size)
     split = loaded.task.read_split(data)
     train = _training_split(loaded) if baseline else None

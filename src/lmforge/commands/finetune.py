@@ -7,7 +7,7 @@ from typing import Any
 
 from lmforge import config as config_mod
 from lmforge.config import Config
-from lmforge.errors import LmforgeError
+from lmforge.outputs import Output, check_outputs
 from lmforge.inference import load
 from lmforge.registry import build_task
 
@@ -38,9 +38,9 @@ def run(cfg: Config) -> dict[str, Any]:
 
 
 def check_output_dir(cfg: Config) -> None:
-    """Refuse to mix a new run into a folder holding another, unless resuming or told to overwrite."""
-    out = Path(cfg.output_dir)
-    if cfg.train.resume or cfg.overwrite or not out.exists() or not any(out.iterdir()):
-        return
-    raise LmforgeError(f"output_dir {out} already holds files: resume it with --resume, "
-                       "replace it with overwrite=true, or choose another output_dir")
+    """Refuse to mix a new run into a folder holding another (unless resuming or told to overwrite),
+    and an output_dir that is, holds or lies inside one of the run's inputs."""
+    inputs = [cfg.data.train, cfg.data.validation, cfg.data.test, cfg.data.key_file, cfg.model.path,
+              cfg.model.tokenizer, cfg.distill.teacher, cfg.distill.unlabelled]
+    check_outputs([Output(cfg.output_dir, "output_dir", "folder")], inputs, cfg.overwrite or cfg.train.resume,
+                  hint="continue it with --resume, or replace it with overwrite=true")

@@ -10,13 +10,15 @@ from lmforge.atomic import write_text
 from lmforge.errors import LmforgeError
 from lmforge.inference import load
 from lmforge.log import logger
+from lmforge.outputs import Output, check_outputs
 
 
 def run(model: str, input: str, output: str, precision: str = "auto", batch_size: int = 8,
-        template: str | None = None) -> int:
+        template: str | None = None, overwrite: bool = False) -> int:
     """Answer the last user turn of every conversation (or question) in `input`; write JSONL."""
     from lmforge.generation import generate
 
+    check_outputs([Output(output, "--output", "file")], [model, input], overwrite)
     loaded = _generator(model, precision, batch_size, template)
     split = _prompts(loaded, input)
 
@@ -54,10 +56,11 @@ def chat(model: str, precision: str = "auto", template: str | None = None) -> No
         history.append({"role": "assistant", "content": "".join(pieces).strip()})
 
 
-def merge(model: str, out: str) -> None:
+def merge(model: str, out: str, overwrite: bool = False) -> None:
     """Fold LoRA adapters into the base weights: a plain HF folder servable without peft."""
     from lmforge.models.lora import merge_folder
 
+    check_outputs([Output(out, "--out", "folder")], [model], overwrite)
     merge_folder(Path(model), Path(out))
 
 

@@ -19,7 +19,7 @@ _USAGE = {"build": "kb build needs SOURCE, --out DIR and --encoder ENC",
 
 
 def run(action: str, args: list[str], out: str | None = None, encoder: str | None = None,
-        generate_with: str | None = None, k: int = 3, data: str | None = None) -> dict:
+        generate_with: str | None = None, k: int = 3, data: str | None = None, overwrite: bool = False) -> dict:
     """Build an index, answer one question, or score retrieval on held-out questions.
 
     `ask` joins the words after INDEX, so an unquoted question still reads as one question.
@@ -27,7 +27,7 @@ def run(action: str, args: list[str], out: str | None = None, encoder: str | Non
     given = {"out": out, "encoder": encoder, "generate_with": generate_with, "data": data}
     _check(action, args, given)
     if action == "build":
-        return build(args[0], out, encoder)
+        return build(args[0], out, encoder, overwrite)
     if action == "ask":
         return ask(args[0], " ".join(args[1:]), generate_with, k)
     return evaluate(args[0], data, k)
@@ -46,9 +46,12 @@ def _check(action: str, args: list[str], given: dict[str, str | None]) -> None:
         raise LmforgeError(_USAGE[action])
 
 
-def build(source: str, out: str, encoder: str) -> dict:
+def build(source: str, out: str, encoder: str, overwrite: bool = False) -> dict:
     """`kb build`: see `lmforge.kb.build_index`."""
     from lmforge.kb import build_index
+    from lmforge.outputs import Output, check_outputs
+
+    check_outputs([Output(out, "--out", "folder")], [source, encoder], overwrite)
 
     return build_index(source, Path(out), encoder)
 

@@ -10,15 +10,18 @@ from lmforge.atomic import write_file
 from lmforge.errors import LmforgeError
 from lmforge.inference import load
 from lmforge.log import logger
+from lmforge.outputs import Output, check_outputs
 
 OUTPUT_FORMATS = (".jsonl", ".csv")
 
 
-def run(model: str, input: str, output: str, precision: str = "auto", batch_size: int = 64) -> int:
+def run(model: str, input: str, output: str, precision: str = "auto", batch_size: int = 64,
+        overwrite: bool = False) -> int:
     """Predict every row of `input`; write .jsonl (or .csv) to `output`. Returns the row count."""
     out = Path(output)
     if out.suffix not in OUTPUT_FORMATS:
         raise LmforgeError(f"--output must end in {' or '.join(OUTPUT_FORMATS)}: {output}")
+    check_outputs([Output(output, "--output", "file")], [model, input], overwrite)
     loaded = load(model, precision=precision, batch_size=batch_size)
     if loaded.task.name == "generation":
         raise LmforgeError(f"{model} is a generation model: use `lmforge generate` (or `lmforge chat`)")

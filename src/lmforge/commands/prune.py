@@ -8,12 +8,13 @@ from typing import Any
 from lmforge import config as config_mod
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
+from lmforge.outputs import Output, check_outputs
 from lmforge.registry import build_task
 from lmforge.train.checkpoint import CONFIG_FILE
 
 
 def run(model: str, out: str, heads: float = 0.3, recover_steps: int = 200, linear: float = 0.0,
-        importance_batches: int = 8, overrides: list[str] | None = None) -> dict[str, Any]:
+        importance_batches: int = 8, overrides: list[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Prune the classifier in folder `model` into folder `out`; returns the pruned model's test metrics.
 
     Data and training options come from the model's saved run config, changed by `overrides`.
@@ -21,7 +22,6 @@ def run(model: str, out: str, heads: float = 0.3, recover_steps: int = 200, line
     from transformers import AutoModelForSequenceClassification
 
     from lmforge.commands.evaluate import write_evaluation
-    from lmforge.commands.finetune import check_output_dir
     from lmforge.compress import prune
     from lmforge.compress.train import fit_to_folder, save_to_folder
     from lmforge.models.load import load_model, load_tokenizer
@@ -30,11 +30,12 @@ def run(model: str, out: str, heads: float = 0.3, recover_steps: int = 200, line
     from lmforge.train.infer import run_forward
 
     cfg = _config(Path(model), out, recover_steps, overrides or [])
+    check_outputs([Output(out, "--out", "folder")], [model, cfg.data.train, cfg.data.validation, cfg.data.test],
+                  overwrite)
     task = build_task(cfg.task, cfg)
     if task.name != "classification":
         raise LmforgeError(f"prune works on classifiers; {model} is a {cfg.task} model")
     data = task.load_data()
-    check_output_dir(cfg)
     net = load_model(cfg.model, AutoModelForSequenceClassification).to(pick_device())
     tokenizer = load_tokenizer(cfg.model)
     task.bind(net, tokenizer)

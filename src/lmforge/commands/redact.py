@@ -5,22 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lmforge.atomic import write_text
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.outputs import Output, check_outputs
 from lmforge.privacy.pii import redact_file
 
 
 def run(input: str, out: str, report: str | None = None, columns: str | None = None,
-        encoding: str = "utf-8") -> dict:
-    """Redact `input` into `out` and return the report; with `report`, also save it as JSON."""
+        encoding: str = "utf-8", overwrite: bool = False) -> dict:
+    """Redact `input` into `out` and return the report; with `report`, also save it as JSON.
+    Both output paths are checked before either is written."""
     names = _parse_columns(columns)
-    if report is not None:
-        _check_report_path(Path(report), Path(input), Path(out))
+    outputs = [Output(out, "--out", "file")] + ([Output(report, "--report", "file")] if report is not None else [])
+    check_outputs(outputs, [input], overwrite)
     result = redact_file(Path(input), Path(out), names, encoding)
     if report is not None:
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
-                                encoding="utf-8")
+        write_text(Path(report), json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     logger.info(_summary(result, out))
     return result
 
@@ -33,12 +34,6 @@ def _parse_columns(columns: str | None) -> list[str] | None:
     if not names:
         raise LmforgeError("--columns names no column; give e.g. --columns text,answer")
     return names
-
-
-def _check_report_path(report: Path, input: Path, out: Path) -> None:
-    """Checked before any work, so a wrong --report cannot clobber the data it describes."""
-    if report.resolve() in (input.resolve(), out.resolve()):
-        raise LmforgeError(f"--report {report} would overwrite a data file; choose another path")
 
 
 def _summary(result: dict, out: str) -> str:
