@@ -1,0 +1,154 @@
+"""The contracts between a task and the rest of lmforge — read this file to know what a task is.
+
+Two protocols and a few capabilities:
+
+- `Trainable` is all the loop (`lmforge.train.loop.fit`) knows of a task: it batches features,
+  counts loss terms, takes the loss, and to evaluate runs `forward` and `score`.
+- `Task` adds what building and using a model needs: reading and validating data, the model class,
+  encoding, reports, and the task's non-neural baseline. Every registered task implements it.
+- Capabilities are optional protocols a caller checks with `isinstance(task, Capability)` before
+  relying on them (DP-SGD needs `PerExampleLosses`, `predict` needs `Predicts`, `generate` and `chat`
+  need `Generates`, `compare`/`export-onnx`/`prune`/`distill` need `ClassifiesSequences`). No caller
+  asks a task for its name to decide what it can do.
+
+A task is generic in its split type `S` (the validated data of one file): callers never look
+inside a split, they only hand it back to the task that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Sequence, TypeVar, runtime_checkable
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from lmforge.inference import Loaded
+
+Feature = dict[str, Any]  # one encoded example; always has "input_ids"
+Features = Sequence[Feature]  # a list, or a lazy sequence (pretraining's token blocks)
+Batch = dict[str, torch.Tensor]  # a collated batch
+Outputs = dict[str, np.ndarray]  # per-example arrays, first axis = example
+Metrics = dict[str, Any]  # full metrics: floats plus nested tables (per class, confusion matrix)
+Examples = list[dict[str, Any]]  # examples a report shows (worst errors, generated answers)
+Model = torch.nn.Module
+Tokenizer = "PreTrainedTokenizerBase"
+
+S = TypeVar("S")
+
+
+@dataclass
+class Data(Generic[S]):
+    """A task's validated splits; `test` is `validation` when no test file is given."""
+
+    train: S
+    validation: S
+    test: S
+
+
+class Trainable(Protocol):
+    """What the one training loop needs from a task."""
+
+    name: str
+
+    @property
+    def default_metric(self) -> str:
+        """Metric that picks the best checkpoint unless train.metric says otherwise."""
+
+    def collate(self, features: Features) -> Batch:
+        """A padded batch of features."""
+
+    def count(self, feature: Feature) -> float:
+        """Loss terms this example adds (1 per example, or its number of target tokens).
+
+        The loop divides the summed loss by the count over the whole global batch, so gradient
+        accumulation and several processes give exactly the full-batch mean.
+        """
+
+    def loss(self, model: Model, batch: Batch) -> torch.Tensor:
+        """Loss summed over the batch's loss terms."""
+
+    def forward(self, model: Model, batch: Batch) -> Outputs:
+        """Per-example outputs needed to score and to predict."""
+
+    def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
+        """Scalar metrics from outputs, used for best-checkpoint choice and logs."""
+
+
+class Task(Trainable, Protocol[S]):
+    """What building, training and using a model of this task needs."""
+
+    auto_class: str  # the transformers Auto* class that loads this task's model folders
+    config_groups: tuple[str, ...]  # task-specific config groups it reads (others must stay at defaults)
+
+    def load_data(self) -> Data[S]:
+        """Read and validate every configured split; raise DataError before anything is written."""
+
+    def build_model(self, data: Data[S]) -> tuple[Model, PreTrainedTokenizerBase]:
+        """(model, tokenizer) for this task, from a pretrained checkpoint or a preset."""
+
+    def bind(self, model: Model, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Attach to a built or loaded model (label names, pad id, ...) before encoding or training."""
+
+    def encode(self, split: S, tokenizer: PreTrainedTokenizerBase) -> Features:
+        """Encoded features of one split, in the split's order."""
+
+    def read_split(self, path: str) -> S:
+        """A labelled file (evaluation data), validated against the bound model."""
+
+    def report(self, loaded: Loaded, split: S) -> tuple[Metrics, Examples]:
+        """Full metrics of a loaded model on a split, and examples to show."""
+
+    def baseline(self, train: S, split: S) -> tuple[Metrics, Examples] | None:
+        """The task's non-neural reference scored on `split`, as `report` returns; None if it has none."""
+
+
+# ---- capabilities ---------------------------------------------------------------------------------
+@runtime_checkable
+class PerExampleLosses(Protocol):
+    """Each example's summed loss, shape (n,): DP-SGD clips per example, so it must know which loss
+    terms belong to which example."""
+
+    def losses(self, model: Model, batch: Batch) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class CountsFlops(Protocol):
+    """Training FLOPs per input token, for MFU in the logs."""
+
+    def flops_per_token(self, model: Model) -> float: ...
+
+
+@runtime_checkable
+class Predicts(Protocol):
+    """Texts in, one record per text out (`lmforge predict`, `lmforge.load(p).predict`, the server)."""
+
+    def read_texts(self, path: str) -> Any: ...
+
+    def text_split(self, texts: list[str]) -> Any: ...
+
+    def predictions(self, outputs: Outputs) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class Generates(Protocol):
+    """Answers prompts with a causal LM (`generate`, `chat`, `kb ask --generate-with`, chat completions)."""
+
+    def conversations(self, questions: list[str]) -> list[list[dict[str, str]]]: ...
+
+    def prompt_split(self, path: str) -> Any: ...
+
+
+@runtime_checkable
+class ClassifiesSequences(Protocol):
+    """A sequence classifier with class probabilities (`compare`, `export-onnx`, `prune`, `distill`)."""
+
+    label_names: list[str]
+    multi: bool
+
+    def targets(self, split: Any) -> np.ndarray: ...
+
+    def metrics(self, outputs: Outputs, truth: np.ndarray) -> Metrics: ...
