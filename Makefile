@@ -50,7 +50,10 @@ demo-qa: install
 	@cat runs/qa/answers.jsonl
 	$(PY) examples/qa_compare.py
 
+# Lint and type-check the contracts first (seconds), then the suite.
 test: install
+	$(PY) -m ruff check src tests bench examples
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 bench: install

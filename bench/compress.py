@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lmforge.commands.compare import write
-from lmforge.compress.compare import THROUGHPUT_BATCH, Row, measure, median_latency_ms, table, timed, with_speedups
+from lmforge.compress.measure import THROUGHPUT_BATCH, Row, measure, median_latency_ms, table, timed, with_speedups
 from lmforge.compress.quantize import quantize, weights_mb
 from lmforge.evaluate.metrics import classification_metrics
 from lmforge.inference import load
@@ -33,7 +33,8 @@ def pipeline_row(folder: Path, texts: list[str], truth: np.ndarray, latency_text
     config = AutoConfig.from_pretrained(folder)
     classes = [config.id2label[i] for i in range(config.num_labels)]
     pipe = pipeline("text-classification", model=str(folder), device="cpu", dtype="float32")
-    run = lambda batch, size=1: pipe(batch, batch_size=size, truncation=True, max_length=128)
+    def run(batch, size=1):
+        return pipe(batch, batch_size=size, truncation=True, max_length=128)
     run(texts[:THROUGHPUT_BATCH], THROUGHPUT_BATCH)
     predicted, seconds = timed(lambda: run(texts, THROUGHPUT_BATCH))
     metrics = classification_metrics(truth, [config.label2id[p["label"]] for p in predicted], None, classes)

@@ -57,9 +57,9 @@ def one(mode: str, preset: str, batch: int, steps: int) -> dict:
 
         GradSampleModule(model, loss_reduction="sum")  # hooks the model's own layers, as lmforge did before
         optimizer = DPOptimizer(optimizer, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=batch)
-        backward = lambda l: l.sum().backward()  # noqa: E731
+        backward = lambda losses: losses.sum().backward()  # noqa: E731
     else:
-        backward = lambda l: l.mean().backward()  # noqa: E731
+        backward = lambda losses: losses.mean().backward()  # noqa: E731
     times = []
     for _ in range(steps):
         start = time.perf_counter()

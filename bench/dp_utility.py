@@ -66,7 +66,8 @@ def utility(args: argparse.Namespace, work: Path) -> list[dict]:
         model = ([f"model.path={args.model}"] if args.model else
                  [f"model.preset={args.preset}", f"model.tokenizer={ROOT / 'assets/bert-chinese-tokenizer'}"])
         metrics = _finetune([
-            f"data.train={train}", f"data.validation={val}", f"data.test={test}", *model, f"model.max_length={args.max_length}",
+            f"data.train={train}", f"data.validation={val}", f"data.test={test}", *model,
+                             f"model.max_length={args.max_length}",
             f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", f"train.lr={args.lr}",
             "train.warmup_ratio=0.1", "train.seed=0", "train.log_every=1000", f"output_dir={out}",
             f"privacy.dp.target_epsilon={eps}", *args.set])
@@ -80,16 +81,16 @@ def utility(args: argparse.Namespace, work: Path) -> list[dict]:
 
 def exposure(args: argparse.Namespace, work: Path) -> list[dict]:
     """Part 2: a tiny decoder with planted canaries, without and with DP (epsilon 8)."""
-    from lmforge.commands import audit, corpus
+    from lmforge.commands import canary, tokenizer
 
     qa = ROOT / "data/qa"
     text = work / "qa.txt"
     pairs = [json.loads(line) for line in (qa / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     text.write_text("".join(f"{p['question']}\n{p['answer']}\n" for p in pairs) + "我的密码是 0123456789\n",
                     encoding="utf-8")
-    corpus.train_tokenizer("train", [str(text)], str(work / "tok"), kind="bpe", vocab_size=1000)
+    tokenizer.run("train", [str(text)], str(work / "tok"), kind="bpe", vocab_size=1000)
     canaried = work / "qa.canaried.jsonl"
-    audit.canary(str(qa / "train.jsonl"), str(canaried), str(work / "canaries.json"), count=5,
+    canary.run(str(qa / "train.jsonl"), str(canaried), str(work / "canaries.json"), count=5,
                  repeat=args.canary_repeat, digits=6, seed=1)
     results = []
     for eps in (0.0, 8.0):
@@ -99,7 +100,7 @@ def exposure(args: argparse.Namespace, work: Path) -> list[dict]:
             f"model.tokenizer={work / 'tok'}", "model.max_length=96", f"train.epochs={args.gen_epochs}",
             "train.batch_size=32", "train.lr=3e-3", "train.seed=0", "train.log_every=1000", f"output_dir={out}",
             "generation.max_new_tokens=16", f"privacy.dp.target_epsilon={eps}",
-            "privacy.dp.freeze_embeddings=true"])  # the preset ties embeddings to the head: ghost clipping needs them frozen
+            "train.freeze_embeddings=true"])  # the preset ties embeddings to the head: ghost clipping needs them frozen
         found = _audit(out / "best", canaried, qa / "test.jsonl", canaries=str(work / "canaries.json"),
                        candidates=1000)
         results.append({"epsilon": eps or float("inf"), "spent": metrics.get("dp_epsilon", float("inf")),
@@ -117,7 +118,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--preset", default="tiny", help="with --model '': the preset trained from random weights")
-    parser.add_argument("--model", default=str(ROOT / "runs/pretrain/zh_bert_tiny/final"), help="start from this pretrained encoder (an HF folder, e.g. "
+    parser.add_argument("--model", default=str(ROOT / "runs/pretrain/zh_bert_tiny/final"),
+                        help="start from this pretrained encoder (an HF folder, e.g. "
                         "runs/pretrain/zh_bert_tiny/final) instead of a preset with random weights")
     parser.add_argument("--gen-epochs", type=float, default=2)
     parser.add_argument("--canary-repeat", type=int, default=10)

@@ -50,22 +50,18 @@ def _subset(src: Path, dst: Path, rows: int) -> Path:
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict:
-    from lmforge.registry import build_task
-    from lmforge.train.device import pick_device
-    from lmforge.train.infer import run_forward
+    from lmforge.run import fit_prepared, prepare
+    from lmforge.runtime.device import pick_device
+    from lmforge.runtime.forward import run_forward
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     cfg = common_config(args, out)
-    task = build_task("classification", cfg)
-    data = task.load_data()
-    model, tok = task.build_model(data)
-    task.bind(model, tok)
-    train, val = task.encode(data.train, tok), task.encode(data.validation, tok)
+    prepared = prepare(cfg)
+    task, data, model, tok = prepared.task, prepared.data, prepared.model, prepared.tokenizer
+    train, val = prepared.train, prepared.validation
     start = time.perf_counter()
     if name == "lmforge":
-        from lmforge.train.loop import fit
-
-        fit(cfg, task, model, tok, train, val)
+        fit_prepared(prepared)
     else:
         _trainer(name, cfg, model, tok, train, val, out)
     seconds = time.perf_counter() - start
@@ -80,7 +76,8 @@ def _trainer(name: str, cfg, model, tok, train, val, out: Path) -> None:
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    rows = lambda feats: Dataset.from_list([{"input_ids": f["input_ids"], "labels": int(f["labels"])} for f in feats])
+    def rows(feats):
+        return Dataset.from_list([{"input_ids": f["input_ids"], "labels": int(f["labels"])} for f in feats])
     best = name == "trainer-best"
     # transformers 5 spells the old group_by_length=True as train_sampling_strategy="group_by_length"
     sampling = {"train_sampling_strategy": "group_by_length"} if best else {}
@@ -117,7 +114,7 @@ def main() -> None:
     for name in VARIANTS:
         cmd = [sys.executable, __file__, "--variant", name, *sys.argv[1:]]
         done = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(line[7:]))

@@ -46,7 +46,7 @@ def hf_variant(folder: Path, dtype: torch.dtype, batch: int) -> tuple[float, int
 
 def lmforge_variant(folder: Path, batch: int) -> tuple[float, int, list[str]]:
     import lmforge
-    from lmforge.generation import generate
+    from lmforge.decoding import generate
 
     loaded = lmforge.load(folder)  # precision auto: bf16 weights on AMX
     loaded.cfg.generation.max_new_tokens = NEW_TOKENS
@@ -65,10 +65,10 @@ def main() -> None:
     folder = model_folder()
     rows = []
     for batch in (1, 8):
-        for name, run in (("hf fp32", lambda: hf_variant(folder, torch.float32, batch)),
-                          ("hf bf16", lambda: hf_variant(folder, torch.bfloat16, batch)),
-                          ("lmforge", lambda: lmforge_variant(folder, batch))):
-            run_seconds, tokens, _ = run()
+        for name, run in (("hf fp32", lambda b: hf_variant(folder, torch.float32, b)),
+                          ("hf bf16", lambda b: hf_variant(folder, torch.bfloat16, b)),
+                          ("lmforge", lambda b: lmforge_variant(folder, b))):
+            run_seconds, tokens, _ = run(batch)
             rows.append((batch, name, tokens, run_seconds, tokens / run_seconds))
             print(f"batch {batch} {name}: {tokens / run_seconds:.1f} tokens/s", flush=True)
     print(f"\nSmolLM2-135M-Instruct, {len(QUESTIONS)} prompts, greedy, <= {NEW_TOKENS} new tokens\n")

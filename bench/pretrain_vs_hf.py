@@ -48,8 +48,10 @@ def config(args: argparse.Namespace, objective: str, out: Path):
 
     return config_mod.load(None, [
         "task=pretrain", f"objective={objective}", f"data.train={CORPUS}", "data.validation_fraction=0.02",
-        f"model.preset={args.preset}", f"model.tokenizer={TOKENIZERS[objective][0]}", f"model.max_length={args.max_length}",
-        f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}", "train.lr=1e-3", "train.warmup_ratio=0.05",
+        f"model.preset={args.preset}", f"model.tokenizer={TOKENIZERS[objective][0]}",
+                                  f"model.max_length={args.max_length}",
+        f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}", "train.lr=1e-3",
+                                  "train.warmup_ratio=0.05",
         "train.seed=0", "train.log_every=1", "train.precision=bf16", "pretrain.eval_blocks=8", f"output_dir={out}",
     ])
 
@@ -75,7 +77,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
 
 
 def _flops(cfg) -> float:
-    from lmforge.registry import build_task
+    from lmforge.tasks import build_task
 
     task = build_task("pretrain", cfg)
     model, tok = task.build_model(None)
@@ -89,7 +91,7 @@ def _hf(cfg, objective: str, out: Path) -> tuple[float, int]:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
     from lmforge.data.corpus import load_texts
-    from lmforge.registry import build_task
+    from lmforge.tasks import build_task
 
     task = build_task("pretrain", cfg)
     model, tok = task.build_model(None)
@@ -114,7 +116,8 @@ def _hf(cfg, objective: str, out: Path) -> tuple[float, int]:
 
     targs = TrainingArguments(
         output_dir=str(out / "trainer"), max_steps=cfg.train.max_steps, learning_rate=cfg.train.lr,
-        per_device_train_batch_size=cfg.train.batch_size, warmup_steps=max(1, int(cfg.train.warmup_ratio * cfg.train.max_steps)), seed=0,
+        per_device_train_batch_size=cfg.train.batch_size, seed=0,
+        warmup_steps=max(1, int(cfg.train.warmup_ratio * cfg.train.max_steps)),
         eval_strategy="no", save_strategy="no", report_to=[], bf16=True, disable_tqdm=True, logging_strategy="no",
         use_cpu=not torch.cuda.is_available(),
     )
@@ -139,17 +142,19 @@ def main() -> None:
         print("RESULT " + json.dumps(run_variant(args.variant, args)))
         return
     prepare()
-    from lmforge.train.device import pick_device
-    from lmforge.train.mfu import _measure
     import torch
+
+    from lmforge.runtime.device import pick_device
+    from lmforge.train.mfu import _measure
 
     peak = _measure(pick_device(), torch.bfloat16, seconds=3.0)
     results = []
     for objective in args.objectives.split(","):
         for tool in ("lmforge", "hf"):
             name = f"{tool}-{objective}"
-            done = subprocess.run([sys.executable, __file__, "--variant", name, *sys.argv[1:]], capture_output=True, text=True)
-            line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+            done = subprocess.run([sys.executable, __file__, "--variant", name, *sys.argv[1:]], capture_output=True,
+                                  text=True)
+            line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
             if line is None:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
             results.append(json.loads(line[7:]))

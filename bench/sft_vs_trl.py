@@ -5,7 +5,8 @@ chatterbot zh+en pairs (first N of data/qa/train.jsonl), 1 epoch, batch 16, max 
 answer tokens only in both (TRL: prompt/completion data, its default completion-only loss). TRL gets its
 best CPU settings (bf16=True, length-grouped sampling); both run with and without gradient checkpointing
 (less memory, more compute; TRL's default is on, lmforge's off: train.gradient_checkpointing). Each variant
-runs in its own process; tokens/s counts every input token of the epoch. Needs: make install, python examples/prepare_chatterbot.py, pip install trl.
+runs in its own process; tokens/s counts every input token of the epoch.
+Needs: make install, python examples/prepare_chatterbot.py, pip install trl.
 
 Usage: python bench/sft_vs_trl.py [--rows 256] [--variants lmforge trl ...]
 """
@@ -32,23 +33,21 @@ def _rows(n: int) -> list[dict]:
 
 def run_lmforge(rows: list[dict], out: Path, folder: str, checkpointing: bool = False) -> tuple[float, int, int, float]:
     from lmforge import config
-    from lmforge.registry import build_task
-    from lmforge.train.loop import fit
+    from lmforge.run import fit_prepared, prepare
 
     data = out / "train.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg = config.load(None, ["task=generation", "method=lora", f"model.path={folder}", "model.max_length=128",
-                             f"data.train={data}", f"data.validation={data}", "lora.r=16", "lora.alpha=32", "lora.dropout=0.05",
+                             f"data.train={data}", f"data.validation={data}", "lora.r=16", "lora.alpha=32",
+                             "lora.dropout=0.05",
                              "train.epochs=1", "train.batch_size=16", "train.lr=1e-3", "train.seed=0",
                              "train.log_every=1", f"output_dir={out / 'run'}",
                              f"train.gradient_checkpointing={checkpointing}"])
-    task = build_task("generation", cfg)
-    split = task.load_data()
-    model, tok = task.build_model(split)
-    task.bind(model, tok)
-    train = task.encode(split.train, tok)
+    prepared = prepare(cfg)
+    train = prepared.train
+    prepared.validation = train[:16]
     start = time.perf_counter()
-    result = fit(cfg, task, model, tok, train, train[:16])
+    result = fit_prepared(prepared)
     seconds = time.perf_counter() - start
     losses = [r["train_loss"] for r in result.history if "train_loss" in r]
     return seconds, len(train), sum(len(f["input_ids"]) for f in train), losses[-1]
@@ -69,7 +68,8 @@ def run_trl(rows: list[dict], out: Path, folder: str, checkpointing: bool = True
                      train_sampling_strategy="group_by_length", report_to=[], save_strategy="no",
                      logging_steps=1, disable_tqdm=True, gradient_checkpointing=checkpointing)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(folder), args=args, train_dataset=data,
-                         processing_class=tok, peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                         processing_class=tok, peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
+                                                                      target_modules="all-linear",
                                                                       task_type="CAUSAL_LM"))
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     start = time.perf_counter()
@@ -102,15 +102,17 @@ def main() -> None:
     for name in args.variants:
         done = subprocess.run([sys.executable, __file__, "--variant", name, "--rows", str(args.rows)],
                               capture_output=True, text=True)
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(line[7:]))
         print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
     print(f"\nSFT, SmolLM2-135M LoRA r=16, {args.rows} chatterbot pairs, 1 epoch, batch 16, max_length 128\n")
-    print("| variant | seconds | samples/s | tokens | tokens/s | last train loss | peak RSS MB |\n|---|---|---|---|---|---|---|")
+    print("| variant | seconds | samples/s | tokens | tokens/s | last train loss | peak RSS MB |\n"
+          "|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['variant']} | {r['seconds']:.1f} | {r['samples_per_s']:.2f} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
+        print(f"| {r['variant']} | {r['seconds']:.1f} | {r['samples_per_s']:.2f} | {r['tokens']} | "
+              f"{r['tokens_per_s']:.1f} | "
               f"{r['last_loss']:.3f} | {r['peak_rss_mb']:.0f} |")
     print()
     for r in results[1:]:

@@ -14,9 +14,8 @@ import json
 import random
 from pathlib import Path
 
-from assets import package_dir
-
 import yaml
+from assets import package_dir
 
 LANGUAGES = ("chinese", "english")
 

@@ -36,7 +36,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("tiny")
     rng = random.Random(0)
-    rows = lambda n: [(review(rng, label), label) for label in (rng.choice(["pos", "neg"]) for _ in range(n))]
+    def rows(n):
+        return [(review(rng, label), label) for label in (rng.choice(["pos", "neg"]) for _ in range(n))]
     write_csv(root / "train.csv", rows(240))
     write_csv(root / "test.csv", rows(60))
     chars = sorted({c for w in POSITIVE + NEGATIVE + FILLER if not w.isascii() for c in w})
@@ -60,6 +61,16 @@ def tiny_cfg(tiny: Path, tmp_path: Path):
         return config.load(None, base + list(overrides))
 
     return make
+
+
+def without_dropout(model) -> None:
+    """Zero every dropout rate: micro-batches of different shapes, or several processes, would
+    otherwise draw different masks, and runs that must match would not."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
 
 
 @pytest.fixture

@@ -6,20 +6,16 @@ import torch
 from safetensors.torch import save_file
 
 from lmforge import config
-from lmforge.registry import build_task
-from lmforge.train.loop import fit
+from lmforge.run import fit_prepared, prepare
 
 
 def main(out: str, overrides: list[str]) -> None:
-    cfg = config.load(None, overrides)
-    task = build_task(cfg.task, cfg)
-    data = task.load_data()
-    model, tok = task.build_model(data)
-    for module in model.modules():  # each process would draw its own dropout masks
+    prepared = prepare(config.load(None, overrides))
+    for module in prepared.model.modules():  # each process would draw its own dropout masks
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    task.bind(model, tok)
-    result = fit(cfg, task, model, tok, task.encode(data.train, tok), task.encode(data.validation, tok))
+    result = fit_prepared(prepared)
+    model = prepared.model
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)

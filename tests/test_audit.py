@@ -11,7 +11,7 @@ from test_generation import PAIRS, bpe  # noqa: F401  (bpe is a fixture: a tiny 
 from lmforge.cli import main
 from lmforge.data.readers import read_rows
 from lmforge.errors import LmforgeError
-from lmforge.privacy.audit import exposure, extrapolated_exposure, membership_inference
+from lmforge.privacy.attacks import exposure, extrapolated_exposure, membership_inference
 from lmforge.privacy.canary import Canaries, make_canaries
 
 
@@ -77,9 +77,9 @@ def test_canary_command_plants_each_secret_repeat_times_in_the_files_format(tmp_
     assert sum(answers.values()) == len(PAIRS) + 12 and canaries.text("0").startswith("我的密码是")
 
 
-def _finetune(bpe, data, out, *extra):
+def _finetune(tokenizer, data, out, *extra):
     return main(["finetune", "task=generation", f"data.train={data}", f"data.validation={data}", "model.preset=tiny",
-                 f"model.tokenizer={bpe}", f"output_dir={out}", "train.batch_size=8", "train.lr=5e-3",
+                 f"model.tokenizer={tokenizer}", f"output_dir={out}", "train.batch_size=8", "train.lr=5e-3",
                  "train.seed=0", "train.precision=fp32", "train.warmup_ratio=0", "generation.max_new_tokens=8",
                  *extra])
 

@@ -1,6 +1,8 @@
 import torch
 
-from lmforge.train.batching import inference_order, micro_batches, pad_collate, plan_epoch
+from lmforge.runtime.collate import pad_collate
+from lmforge.runtime.forward import inference_order
+from lmforge.train.batching import micro_batches, plan_epoch
 
 
 def test_plan_covers_every_example_once_and_is_seeded():
@@ -13,7 +15,8 @@ def test_plan_covers_every_example_once_and_is_seeded():
 
 def test_length_grouping_cuts_padding():
     lengths = [(i * 7919) % 120 + 1 for i in range(3200)]
-    padded = lambda plan: sum(len(b) * max(lengths[i] for i in b) for b in plan)
+    def padded(plan):
+        return sum(len(b) * max(lengths[i] for i in b) for b in plan)
     grouped = padded(plan_epoch(lengths, 32, seed=0, epoch=0))
     random_batches = padded([list(range(i, i + 32)) for i in range(0, 3200, 32)])
     assert grouped < 1.05 * sum(lengths)  # almost no padding at all

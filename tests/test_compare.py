@@ -3,7 +3,7 @@
 import json
 
 from lmforge.cli import main
-from lmforge.compress.compare import COLUMNS, Row, table, with_speedups
+from lmforge.compress.measure import COLUMNS, Row, table, with_speedups
 from lmforge.compress.quantize import quantize
 from lmforge.inference import load
 

@@ -3,10 +3,11 @@
 import json
 
 import pytest
-
 from conftest import write_csv
+
 from lmforge.commands import baseline, finetune
 from lmforge.errors import DataError, LmforgeError
+from lmforge.tasks import build_task
 
 GOOD = [("很好 酒店", "pos"), ("很差 房间", "neg"), ("不错 服务", "pos"), ("失望 质量", "neg")] * 5
 
@@ -44,18 +45,18 @@ def test_unseen_validation_label(tiny_cfg, tmp_path):
                                                (json.dumps({"text": 5, "label": "pos"}), "[text]: expected a string")])
 def test_jsonl_bad_lines(tiny_cfg, tmp_path, bad_line, message):
     path = tmp_path / "t.jsonl"
-    lines = [json.dumps({"text": t, "label": l}, ensure_ascii=False) for t, l in GOOD]
+    lines = [json.dumps({"text": t, "label": label}, ensure_ascii=False) for t, label in GOOD]
     path.write_text("\n".join(lines + [bad_line]) + "\n", encoding="utf-8")
     _expect(tiny_cfg(f"data.train={path}"), DataError, f"{path}:21", message)
 
 
 def test_gb18030_file_names_the_encoding(tiny_cfg, tmp_path):
     path = tmp_path / "gbk.csv"
-    path.write_bytes("text,label\n".encode() + "".join(f"{t},{l}\n" for t, l in GOOD).encode("gb18030"))
+    path.write_bytes("text,label\n".encode() + "".join(f"{t},{label}\n" for t, label in GOOD).encode("gb18030"))
     _expect(tiny_cfg(f"data.train={path}", "data.test="), LmforgeError, f"{path}:", "GB18030", "data.encoding")
     # and with the encoding set, the same file passes validation
     cfg = tiny_cfg(f"data.train={path}", "data.test=", "data.encoding=gb18030")
-    assert len(finetune.build_task("classification", cfg).load_data().train.texts) > 0
+    assert len(build_task("classification", cfg).load_data().train.texts) > 0
 
 
 def test_missing_file_and_missing_column(tiny_cfg, tmp_path):
@@ -81,6 +82,6 @@ def test_duplicates_and_overlap_are_warnings(tiny_cfg, tmp_path, caplog):
     test = write_csv(tmp_path / "test.csv", GOOD[:4])
     cfg = tiny_cfg(f"data.train={train}", f"data.test={test}")
     with caplog.at_level("WARNING", logger="lmforge"):
-        finetune.build_task("classification", cfg).load_data()
+        build_task("classification", cfg).load_data()
     text = caplog.text
     assert "16 duplicate texts" in text and "4 texts of" in text

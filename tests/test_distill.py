@@ -10,8 +10,8 @@ import torch
 from lmforge import config
 from lmforge.cli import main
 from lmforge.commands import distill, finetune
-from lmforge.compress.distill import every_kth, keep_layers
-from lmforge.registry import build_task
+from lmforge.models.student import every_kth, keep_layers
+from lmforge.tasks import build_task
 
 
 @pytest.fixture(scope="module")

@@ -4,34 +4,25 @@ import json
 
 import pytest
 import torch
+from conftest import without_dropout
 
 from lmforge import config
 from lmforge.errors import LmforgeError
 from lmforge.privacy.dp import DPTraining, build_dp
-from lmforge.registry import build_task
+from lmforge.run import fit_prepared, prepare
+from lmforge.tasks import build_task
 from lmforge.train.batching import poisson_epoch
-from lmforge.train.loop import fit
+from lmforge.train.strategy import freeze_embeddings
 
+CLASSIFIER = build_task("classification", config.Config())  # a task with per-example losses
 # 216 training rows after the validation hold-out; 16 per batch -> 14 steps per epoch
 DP_RUN = ("train.max_steps=6", "train.eval_every=3", "privacy.dp.target_epsilon=8")
 
 
-def _prepare(cfg, no_dropout: bool = False):
-    task = build_task(cfg.task, cfg)
-    data = task.load_data()
-    model, tok = task.build_model(data)
-    if no_dropout:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-    task.bind(model, tok)
-    return task, model, tok, task.encode(data.train, tok), task.encode(data.validation, tok)
-
-
 def _train(cfg):
-    task, model, tok, train, evaluation = _prepare(cfg)
-    result = fit(cfg, task, model, tok, train, evaluation)
-    return result, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    prepared = prepare(cfg)
+    result = fit_prepared(prepared)
+    return result, {k: v.detach().clone() for k, v in prepared.model.state_dict().items()}
 
 
 def _last_epsilon(result) -> float:
@@ -49,14 +40,14 @@ def test_poisson_epoch_is_seeded_and_samples_at_rate_q():
 
 
 def test_config_checks(tiny_cfg):
-    assert build_dp(tiny_cfg(), 216, 10, 1) is None  # off by default
+    assert build_dp(tiny_cfg(), CLASSIFIER, 216, 10, 1) is None  # off by default
     with pytest.raises(LmforgeError, match="one process"):
-        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1"), 216, 10, 2)
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1"), CLASSIFIER, 216, 10, 2)
     with pytest.raises(LmforgeError, match="not both"):
-        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.target_epsilon=3"), 216, 10, 1)
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.target_epsilon=3"), CLASSIFIER, 216, 10, 1)
     with pytest.raises(LmforgeError, match="below 1/N"):
-        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.delta=0.01"), 216, 10, 1)
-    run = build_dp(tiny_cfg("privacy.dp.noise_multiplier=1.5"), 216, 10, 1)
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.delta=0.01"), CLASSIFIER, 216, 10, 1)
+    run = build_dp(tiny_cfg("privacy.dp.noise_multiplier=1.5"), CLASSIFIER, 216, 10, 1)
     assert run.noise_multiplier == 1.5 and run.sample_rate == 16 / 216 and run.delta == 1 / 2160
 
 
@@ -71,7 +62,9 @@ def test_each_example_is_clipped_to_max_grad_norm(tiny_cfg):
     """With no noise, one step moves the weights by lr/B * sum of per-example gradients, each
     scaled down to norm <= C; an example with a huge loss contributes no more than C. The batch
     is split into two micro-batches, as train.grad_accum does: the sum must not change."""
-    task, model, _, train, _ = _prepare(tiny_cfg(), no_dropout=True)
+    prepared = prepare(tiny_cfg())
+    task, model, train = prepared.task, prepared.model, prepared.train
+    without_dropout(model)
     model.train()
     batch = task.collate([train[i] for i in range(4)])
     params = [p for p in model.parameters() if p.requires_grad]
@@ -110,7 +103,7 @@ def test_empty_poisson_batch_steps_with_noise_only():
     run = DPTraining(1.0, 0.01, 1.0, 1e-5, batch_size=8)
     optimizer = run.wrap(model, torch.optim.SGD(model.parameters(), lr=1.0))
     before = model.weight.detach().clone()
-    run.prepare_empty_step()
+    run.before_step(model, empty=True)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     assert not torch.equal(before, model.weight) and len(run.accountant) == 1
@@ -128,7 +121,7 @@ def test_dp_run_accounting_resume_and_saved_model(tiny_cfg, tmp_path, interrupte
     assert 0 < eps <= 8 + 1e-6  # (c) the target is met over the planned steps
 
     # (b) a fresh accountant fed the run's (noise multiplier, q, steps) agrees
-    sigma = build_dp(tiny_cfg(*DP_RUN), 216, 6, 1).noise_multiplier
+    sigma = build_dp(tiny_cfg(*DP_RUN), CLASSIFIER, 216, 6, 1).noise_multiplier
     fresh = RDPAccountant()
     for _ in range(6):
         fresh.step(noise_multiplier=sigma, sample_rate=16 / 216)
@@ -187,7 +180,7 @@ def test_clipped_training_learns_with_micro_batches(tiny_cfg):
 
 def test_tied_embeddings_are_refused_until_frozen():
     """Ghost clipping cannot add up the norms of one weight used by two layers (a decoder's
-    embeddings tied to its head); freezing the embeddings (privacy.dp.freeze_embeddings) is the way out."""
+    embeddings tied to its head); freezing the embeddings (train.freeze_embeddings) is the way out."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     def tied():
@@ -198,7 +191,7 @@ def test_tied_embeddings_are_refused_until_frozen():
     model = tied()
     with pytest.raises(LmforgeError, match=r"embed_tokens\.weight and lm_head\.weight.*tied"):
         DPTraining(1.0, 0.1, 1.0, 1e-5, 4).wrap(model, torch.optim.SGD(model.parameters(), lr=0.1))
-    model, run = tied(), DPTraining(1.0, 0.1, 1.0, 1e-5, 4, freeze_embeddings=True)
-    run.freeze(model)
+    model, run = tied(), DPTraining(1.0, 0.1, 1.0, 1e-5, 4)
+    assert freeze_embeddings(model) == 40 * 16
     assert not model.lm_head.weight.requires_grad and model.model.layers[0].mlp.up_proj.weight.requires_grad
     run.wrap(model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1))

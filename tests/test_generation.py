@@ -8,8 +8,8 @@ import torch
 
 from lmforge import config
 from lmforge.cli import main
+from lmforge.decoding import ensure_template
 from lmforge.errors import LmforgeError
-from lmforge.generation import ensure_template
 from lmforge.tasks.generation import encode_conversation
 
 PAIRS = [("什么是深度学习？", "深度学习是机器学习的一个分支。"), ("What is Python?", "A programming language."),
@@ -87,7 +87,7 @@ def test_finetune_generate_evaluate_end_to_end(trained, qa_file, tmp_path):
 
 def test_template_is_saved_and_used_at_inference(trained):
     import lmforge
-    from lmforge.generation import TEMPLATES
+    from lmforge.decoding import TEMPLATES
 
     loaded = lmforge.load(trained / "best", precision="fp32")
     assert loaded.tokenizer.chat_template == (TEMPLATES / "plain.jinja").read_text(encoding="utf-8")
@@ -96,12 +96,14 @@ def test_template_is_saved_and_used_at_inference(trained):
 
 def test_stop_strings_and_batched_equals_single(trained):
     import lmforge
-    from lmforge.generation import generate
+    from lmforge.decoding import generate
 
     loaded = lmforge.load(trained / "best", precision="fp32")
     prompts = [[{"role": "user", "content": q}] for q, _ in PAIRS]
-    batched = generate(loaded.model, loaded.tokenizer, prompts, loaded.cfg.generation, loaded.device, "fp32", batch_size=4)
-    single = [generate(loaded.model, loaded.tokenizer, [p], loaded.cfg.generation, loaded.device, "fp32")[0] for p in prompts]
+    batched = generate(loaded.model, loaded.tokenizer, prompts, loaded.cfg.generation, loaded.device, "fp32",
+                       batch_size=4)
+    single = [generate(loaded.model, loaded.tokenizer, [p], loaded.cfg.generation, loaded.device,
+                       "fp32")[0] for p in prompts]
     assert batched == single == [a for _, a in PAIRS]
     cfg = config.load(None, ["generation.stop=programming"]).generation
     cut = generate(loaded.model, loaded.tokenizer, [prompts[1]], cfg, loaded.device, "fp32")
@@ -109,9 +111,9 @@ def test_stop_strings_and_batched_equals_single(trained):
 
 
 def test_lora_merge_matches_adapter(bpe, qa_file, tmp_path):
-    import lmforge
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import lmforge
     from lmforge.models.presets import decoder_config
 
     tok = AutoTokenizer.from_pretrained(bpe)
@@ -140,7 +142,8 @@ def test_questions_file_and_predict_refusal(trained, tmp_path):
     out = tmp_path / "a.jsonl"
     assert main(["generate", str(trained / "best"), "--input", str(questions), "--output", str(out)]) == 0
     assert json.loads(out.read_text(encoding="utf-8"))["answer"] == PAIRS[3][1]
-    assert main(["predict", str(trained / "best"), "--input", str(questions), "--output", str(tmp_path / "p.jsonl")]) == 2
+    assert main(["predict", str(trained / "best"), "--input", str(questions), "--output",
+                 str(tmp_path / "p.jsonl")]) == 2
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"question": "  "}) + "\n", encoding="utf-8")
     assert main(["generate", str(trained / "best"), "--input", str(empty), "--output", str(out)]) == 2
@@ -167,7 +170,8 @@ def test_loss_on_labelled_positions_equals_full_logits_loss():
 
     def full_loss(m):
         logits = m(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        return F.cross_entropy(logits.float().transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none").sum(1)
+        return F.cross_entropy(logits.float().transpose(1, 2), labels[:, 1:], ignore_index=-100,
+                               reduction="none").sum(1)
 
     expected = full_loss(model)
     expected.sum().backward()
@@ -227,6 +231,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(bpe, qa_file, tmp_path)
     from lmforge.errors import LmforgeError
     from lmforge.models.presets import decoder_config
     from lmforge.privacy.dp import build_dp
+    from lmforge.tasks.generation import Generation
     from lmforge.train.loop import checkpoint_activations
 
     tok = AutoTokenizer.from_pretrained(bpe)
@@ -251,7 +256,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(bpe, qa_file, tmp_path)
     assert main(_cfg(bpe, qa_file, tmp_path / "lora", "method=lora", "train.max_steps=2", "lora.r=4",
                      "train.gradient_checkpointing=true")) == 0
     with pytest.raises(LmforgeError, match="gradient_checkpointing"):
-        build_dp(config.load(None, ["train.gradient_checkpointing=true", "privacy.dp.target_epsilon=8"]), 100, 10, 1)
+        cfg = config.load(None, ["train.gradient_checkpointing=true", "privacy.dp.target_epsilon=8"])
+        build_dp(cfg, Generation(cfg), 100, 10, 1)
 
 
 def test_a_prompt_longer_than_the_context_keeps_its_end(trained, caplog):
@@ -260,7 +266,7 @@ def test_a_prompt_longer_than_the_context_keeps_its_end(trained, caplog):
     import logging
 
     import lmforge
-    from lmforge.generation import complete, prompt_limit, prompt_text
+    from lmforge.decoding import complete, prompt_limit, prompt_text
 
     loaded = lmforge.load(trained / "best", precision="fp32")
     cfg = loaded.cfg.generation

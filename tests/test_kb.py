@@ -45,7 +45,8 @@ def encoder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def qa_file(tmp_path_factory) -> Path:
-    return _write_jsonl(tmp_path_factory.mktemp("kbdata") / "faq.jsonl", [{"question": q, "answer": a} for q, a in PAIRS])
+    return _write_jsonl(tmp_path_factory.mktemp("kbdata") / "faq.jsonl", [{"question": q, "answer": a} for q,
+                                                                          a in PAIRS])
 
 
 @pytest.fixture(scope="module")
@@ -113,21 +114,25 @@ def test_documents_index_and_safe_overwrite(encoder, tmp_path):
     assert build_index(str(docs), out, str(encoder), precision="fp32")["kind"] == "documents"
     kb = KnowledgeBase.load(out, precision="fp32")
     assert kb.answer(PAIRS[1][1])["answer"] == PAIRS[1][1]
-    assert build_index(str(docs), out, str(encoder), precision="fp32")["count"] == 4  # an old index is replaced
+    with pytest.raises(LmforgeError, match="already holds files"):
+        build_index(str(docs), out, str(encoder), precision="fp32")
+    assert build_index(str(docs), out, str(encoder), precision="fp32", overwrite=True)["count"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "docs_index"]  # no temp folders left
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("keep me")
-    with pytest.raises(LmforgeError, match="not empty"):
+    with pytest.raises(LmforgeError, match="already holds files"):
         build_index(str(docs), tmp_path / "other", str(encoder))
 
 
 def test_rag_prompt_lists_passages_then_question(kb, encoder, tmp_path, monkeypatch):
     """A random tiny causal LM answers from the retrieved entries; the prompt is checked, not the answer."""
-    import lmforge
-    import lmforge.generation
     from transformers import BertTokenizerFast, LlamaConfig, LlamaForCausalLM
 
-    tok = BertTokenizerFast.from_pretrained(encoder, eos_token="[SEP]", model_input_names=["input_ids", "attention_mask"])
+    import lmforge
+    import lmforge.decoding
+
+    tok = BertTokenizerFast.from_pretrained(encoder, eos_token="[SEP]", model_input_names=["input_ids",
+                                                                                           "attention_mask"])
     tok.save_pretrained(tmp_path / "gen")
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, eos_token_id=tok.eos_token_id)
@@ -135,8 +140,11 @@ def test_rag_prompt_lists_passages_then_question(kb, encoder, tmp_path, monkeypa
     generator = lmforge.load(tmp_path / "gen", precision="fp32")
     generator.cfg.generation.max_new_tokens = 4
     seen = []
-    real = lmforge.generation.generate
-    monkeypatch.setattr(lmforge.generation, "generate", lambda m, t, convs, *a, **kw: seen.extend(convs) or real(m, t, convs, *a, **kw))
+    real = lmforge.decoding.generate
+    monkeypatch.setattr(lmforge.decoding, "generate", lambda m, t, convs, *a, **kw: seen.extend(convs) or real(m, t,
+                                                                                                               convs,
+                                                                                                               *a,
+                                                                                                               **kw))
     result = kb.answer("运费是多少？", k=2, generator=generator)
     assert isinstance(result["answer"], str) and len(result["sources"]) == 2
     prompt = seen[0][-1]["content"]
@@ -161,7 +169,8 @@ def test_cli_misuse_returns_2(encoder, qa_file, index, tmp_path, capsys):
     assert main(["kb", "build", str(qa_file), "--encoder", str(encoder)]) == 2
     assert main(["kb", "eval", str(index), "--data", str(qa_file), "--out", "x"]) == 2
     assert "--out does not apply to kb eval" in capsys.readouterr().err
-    bad = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": PAIRS[0][1]}, {"question": "q", "answer": "?"}])
+    bad = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": PAIRS[0][1]}, {"question": "q",
+                                                                                           "answer": "?"}])
     assert main(["kb", "eval", str(index), "--data", str(bad)]) == 2
     assert f"{bad}:2 [answer]: no index entry has this answer" in capsys.readouterr().err
 

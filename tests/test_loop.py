@@ -1,27 +1,21 @@
 """The one loop: seeded and reproducible, accumulation-exact, resumable to identical weights."""
 
 import json
-from pathlib import Path
 
-import pytest
 import torch
+from conftest import without_dropout
 
-from lmforge.registry import build_task
-from lmforge.train.loop import fit
+from lmforge.run import fit_prepared, prepare
+from lmforge.tasks import build_task
 
 
 def _train(cfg, no_dropout: bool = False):
-    """Build, encode and fit exactly as `finetune` does; return (result, final weights)."""
-    task = build_task(cfg.task, cfg)
-    data = task.load_data()
-    model, tok = task.build_model(data)
+    """Prepare and fit exactly as `finetune` does; return (result, final weights)."""
+    prepared = prepare(cfg)
     if no_dropout:  # micro-batches of different shapes draw different dropout masks
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-    task.bind(model, tok)
-    result = fit(cfg, task, model, tok, task.encode(data.train, tok), task.encode(data.validation, tok))
-    return result, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        without_dropout(prepared.model)
+    result = fit_prepared(prepared)
+    return result, {k: v.detach().clone() for k, v in prepared.model.state_dict().items()}
 
 
 def _losses(result):
@@ -67,7 +61,7 @@ def test_resume_after_interruption_gives_identical_weights(tiny_cfg, tmp_path, i
 
 
 def test_a_new_run_into_the_same_folder_starts_a_fresh_log(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("train.max_steps=3", "train.log_every=1", f"output_dir={tmp_path / 'a'}")
+    cfg = tiny_cfg("train.max_steps=3", "train.log_every=1", "overwrite=true", f"output_dir={tmp_path / 'a'}")
     _train(cfg)
     _train(cfg)
     steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]

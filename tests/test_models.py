@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import write_csv
+
 from lmforge.commands import finetune
 from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
@@ -61,7 +61,8 @@ def test_multi_label_end_to_end(tiny, tiny_cfg, tmp_path):
     metrics = finetune.run(cfg)
     assert set(metrics["per_class"]) == {"bad", "hotel", "other"}
     assert metrics["f1_micro"] > 0.8
-    assert json.loads((Path(cfg.output_dir) / "best" / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    saved = json.loads((Path(cfg.output_dir) / "best" / "config.json").read_text())
+    assert saved["problem_type"] == "multi_label_classification"
 
 
 @pytest.mark.slow

@@ -20,7 +20,8 @@ def _victim(folder: Path) -> Path:
 def corpus_src(tmp_path) -> Path:
     raw = tmp_path / "proj" / "raw"
     raw.mkdir(parents=True)
-    (raw / "a.txt").write_text("\n".join(f"第{i}篇文章的内容足够长，可以留下来作为语料。" for i in range(30)), encoding="utf-8")
+    text = "\n".join(f"第{i}篇文章的内容足够长，可以留下来作为语料。" for i in range(30))
+    (raw / "a.txt").write_text(text, encoding="utf-8")
     return raw
 
 

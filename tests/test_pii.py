@@ -244,7 +244,8 @@ def test_cli_redact_refuses_to_overwrite_the_input(tmp_path, capsys):
 
 def test_finetune_data_loading_redacts_when_asked(tiny_cfg, tmp_path):
     from conftest import write_csv
-    from lmforge.registry import build_task
+
+    from lmforge.tasks import build_task
 
     rows = [("很好 联系我 13812345678", "pos"), ("很差 mail me at bob@example.com", "neg")] * 10
     train = write_csv(tmp_path / "pii.csv", rows)

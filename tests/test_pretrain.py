@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from lmforge import config
 from lmforge.commands import pretrain
 from lmforge.data.corpus import build_corpus, load_texts
 from lmforge.data.normalize import NearDuplicates, language, normalize
-from lmforge.data.shards import Blocks, write_tokens
+from lmforge.data.shards import open_blocks, write_tokens
 from lmforge.errors import LmforgeError
 from lmforge.models.tokenizer_train import train_tokenizer
-from lmforge.registry import build_task
+from lmforge.tasks import build_task
 from lmforge.tasks.pretrain import mask_tokens
 
 WORDS = "今天 天气 很好 我们 去 公园 散步 学习 机器 模型 数据 中国 人民 经济 发展 the model learns from data".split()
@@ -109,7 +110,7 @@ def test_token_file_round_trip_and_reuse(corpus, tmp_path):
     expected = sum((tok(t, add_special_tokens=False)["input_ids"] + [tok.sep_token_id] for t in texts), [])
     assert meta["dtype"] == "uint16" and meta["tokens"] == len(expected)
     assert np.fromfile(tmp_path / "t.bin", dtype=np.uint16).tolist() == expected
-    blocks = Blocks(tmp_path / "t.bin", "uint16", 4, word_starts=True)
+    blocks = open_blocks(tmp_path / "t.bin", "uint16", 4, word_starts=True)
     assert len(blocks) == len(expected) // 4 and blocks[1]["input_ids"].tolist() == expected[4:8]
     # jieba: 今天天气|很|好|[SEP]|我们|去|公园|[SEP]
     assert [b["word_starts"].tolist() for b in blocks] == [[1, 0, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0]]
@@ -219,3 +220,46 @@ def test_token_budget_and_finetune_from_pretrained(corpus, tiny, tmp_path):
                              "train.epochs=1", "train.batch_size=16", "train.precision=fp32"])
     result = finetune.run(cfg)
     assert 0 <= result["accuracy"] <= 1 and (tmp_path / "ft" / "best" / "config.json").is_file()
+
+
+def test_a_pretraining_folder_evaluates_and_loads(corpus, tmp_path):
+    """`lmforge evaluate` and `lmforge.load` work on what pretraining writes: perplexity on a corpus,
+    tokenised in memory (nothing is written into the run folder)."""
+    import lmforge
+    from lmforge.cli import main
+
+    pretrain.run(_cfg(corpus, tmp_path / "run", "train.max_steps=30", "train.eval_every=30"))
+    before = sorted(p.name for p in (tmp_path / "run" / "tokens").iterdir())
+    assert main(["evaluate", str(tmp_path / "run" / "final"), "--data", str(corpus / "corpus"),
+                 "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["perplexity"] == pytest.approx(np.exp(metrics["loss"]))
+    assert metrics["perplexity"] < 0.5 * cfg_vocab(corpus / "tok")  # trained: far better than uniform
+    assert metrics["tokens_scored"] > 100 and "baseline" not in metrics
+    assert sorted(p.name for p in (tmp_path / "run" / "tokens").iterdir()) == before
+    loaded = lmforge.load(tmp_path / "run" / "final")
+    assert loaded.task.name == "pretrain" and type(loaded.model).__name__ == "BertForMaskedLM"
+
+
+def test_pretraining_reads_through_the_data_path(corpus, tmp_path):
+    """data.redact_pii and data.key_file apply to corpora as to tables: e-mails never reach the token
+    file, and an encrypted corpus trains with its key."""
+    from lmforge.privacy.crypto import encrypt_file, new_key_file
+
+    docs = [f"{d} 联系 user{i}@example.com 获取" for i, d in enumerate(_documents(60, seed=3))]
+    plain = tmp_path / "mail.txt"
+    plain.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    key = tmp_path / "key"
+    new_key_file(key)
+    encrypt_file(plain, tmp_path / "mail.txt.enc", key)
+    for name, extra in (("redacted", [f"data.train={plain}", "data.redact_pii=true"]),
+                        ("encrypted", [f"data.train={tmp_path / 'mail.txt.enc'}", f"data.key_file={key}"])):
+        pretrain.run(_cfg(corpus, tmp_path / name, "objective=clm", f"model.tokenizer={corpus / 'bpe'}",
+                          "train.max_steps=2", *extra))
+    tok = AutoTokenizer.from_pretrained(corpus / "bpe")  # byte-level: decoding gives the text back exactly
+
+    def trained_text(name: str) -> str:
+        return tok.decode(np.fromfile(tmp_path / name / "tokens" / "train.bin", dtype=np.uint16))
+
+    assert "@example.com" not in trained_text("redacted") and "[EMAIL]" in trained_text("redacted")
+    assert "@example.com" in trained_text("encrypted")

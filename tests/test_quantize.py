@@ -10,14 +10,15 @@ import torch
 from safetensors import safe_open
 
 from lmforge.cli import main
-from lmforge.compress.quantize import INT8_WEIGHTS, SPEC_FILE, quantize, weights_mb
+from lmforge.compress.quantize import quantize, weights_mb
 from lmforge.errors import LmforgeError
 from lmforge.inference import load
+from lmforge.models.int8 import INT8_WEIGHTS, SPEC_FILE
 
 
 def _probs(folder: Path, texts: list[str]) -> np.ndarray:
     loaded = load(folder, precision="fp32")
-    return loaded.outputs(loaded.task.read_list(texts))["probs"].astype(float)
+    return loaded.outputs(loaded.task.text_split(texts))["probs"].astype(float)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_int8_folder_stores_int8_and_is_smaller(tiny_classifier, tmp_path):
 def test_loaded_int8_model_runs_int8_kernels(tiny_classifier, tmp_path):
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-    from lmforge.compress.quantize import Int8Embedding, Int8Linear
+    from lmforge.models.int8 import Int8Embedding, Int8Linear
 
     quantize(tiny_classifier, tmp_path / "d", "int8-dynamic")
     quantize(tiny_classifier, tmp_path / "w", "int8-weight-only")

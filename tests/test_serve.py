@@ -77,16 +77,20 @@ def generator(tmp_path_factory) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator([q + " " + a for q, a in PAIRS] * 5 + ["### Question:\n### Answer:\n"], trainer)
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="</s>").save_pretrained(root / "bpe")
     # Many steps per epoch, one evaluation on 4 rows: the step count memorises PAIRS, few epochs keep it quick.
     for name, repeat in [("train", 20), ("valid", 1)]:
         rows = [json.dumps({"question": q, "answer": a}, ensure_ascii=False) for q, a in PAIRS * repeat]
         (root / f"{name}.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    assert main(["finetune", "task=generation", f"data.train={root / 'train.jsonl'}", f"data.validation={root / 'valid.jsonl'}",
-                 "model.preset=tiny", f"model.tokenizer={root / 'bpe'}", f"output_dir={root / 'run'}", "train.batch_size=8",
-                 "train.lr=5e-3", "train.epochs=12", "train.eval_every=120", "train.seed=0", "train.precision=fp32", "train.warmup_ratio=0",
+    assert main(["finetune", "task=generation", f"data.train={root / 'train.jsonl'}",
+                 f"data.validation={root / 'valid.jsonl'}",
+                 "model.preset=tiny", f"model.tokenizer={root / 'bpe'}", f"output_dir={root / 'run'}",
+                 "train.batch_size=8",
+                 "train.lr=5e-3", "train.epochs=12", "train.eval_every=120", "train.seed=0", "train.precision=fp32",
+                 "train.warmup_ratio=0",
                  "generation.max_new_tokens=24"]) == 0
     return root / "run" / "best"
 
@@ -132,7 +136,8 @@ def test_openai_client_chat_plain_and_streamed(gen_server, generator):
     client = openai.OpenAI(base_url=gen_server.url + "/v1", api_key="unused", timeout=30, max_retries=0)
     assert [m.id for m in client.models.list().data] == ["best"]
     question, answer = PAIRS[1]
-    reply = client.chat.completions.create(model="best", messages=[{"role": "user", "content": question}], max_tokens=24)
+    reply = client.chat.completions.create(model="best", messages=[{"role": "user", "content": question}],
+                                           max_tokens=24)
     assert reply.object == "chat.completion" and reply.model == "best"
     assert reply.choices[0].message.role == "assistant" and reply.choices[0].finish_reason == "stop"
     assert reply.choices[0].message.content == answer == lmforge.load(generator).generate([question])[0]
@@ -147,7 +152,8 @@ def test_openai_client_chat_plain_and_streamed(gen_server, generator):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage.completion_tokens > 0
 
-    cut = client.chat.completions.create(model="best", messages=[{"role": "user", "content": question}], stop=["programming"])
+    cut = client.chat.completions.create(model="best", messages=[{"role": "user", "content": question}],
+                                         stop=["programming"])
     assert cut.choices[0].message.content == "A"
     streamed = client.chat.completions.create(model="best", messages=[{"role": "user", "content": question}],
                                               stop="programming", stream=True)
@@ -186,7 +192,8 @@ def test_embeddings_are_mean_pooled_and_normalised(minilm_server):
     from transformers import AutoModel, AutoTokenizer
 
     running, folder = minilm_server
-    texts = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today after the report."]
+    texts = ["A man is playing a guitar.", "Someone plays the guitar.",
+             "The stock market fell sharply today after the report."]
     client = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", timeout=30, max_retries=0)
     reply = client.embeddings.create(model="model", input=texts)  # the client asks for base64 and decodes it
     got = np.array([d.embedding for d in sorted(reply.data, key=lambda d: d.index)])
@@ -233,12 +240,14 @@ def test_bad_inputs_get_their_status(cls_server):
         assert http.post("/v1/classify", json={"input": ["很好 " * 2000]}).status_code == 413
         many = http.post("/v1/classify", json={"input": ["很好"] * 9})
         assert many.status_code == 422 and "max_inputs" in many.json()["error"]["message"]
-        assert http.post("/v1/classify", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 422
+        assert http.post("/v1/classify", content=b"{not json",
+                         headers={"Content-Type": "application/json"}).status_code == 422
         assert http.post("/v1/classify", json={"input": 5}).status_code == 422
         assert http.post("/v1/classify", json={"input": ["  "]}).status_code == 422
         unknown = http.post("/v1/classify", json={"input": ["很好"], "model": "gpt-4"})
         assert unknown.status_code == 404 and "gpt-4" in unknown.json()["error"]["message"]
-        wrong_kind = http.post("/v1/chat/completions", json={"model": "best", "messages": [{"role": "user", "content": "hi"}]})
+        wrong_kind = http.post("/v1/chat/completions", json={"model": "best", "messages": [{"role": "user",
+                                                                                            "content": "hi"}]})
         assert wrong_kind.status_code == 400 and "classification" in wrong_kind.json()["error"]["message"]
 
 

@@ -4,13 +4,16 @@ Python entry points: `lmforge.load(folder).predict(texts)`; every CLI command is
 function in `lmforge.commands.<name>.run`.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lmforge.inference import Loaded
 
 __version__ = "0.1.0"
 __all__ = ["load", "__version__"]
 
 
-def load(path: str, precision: str = "auto", batch_size: int = 64, template: str | None = None) -> Any:
+def load(path: str, precision: str = "auto", batch_size: int = 64, template: str | None = None) -> "Loaded":
     """Load a model folder written by lmforge; see `lmforge.inference.load`."""
     from lmforge.inference import load as _load
 

@@ -6,11 +6,12 @@ mid-write leaves the previous version, never half of a new one.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from lmforge.errors import LmforgeError
 
@@ -51,3 +52,8 @@ def write_dir(target: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """JSON (UTF-8, Chinese kept readable), written atomically."""
+    write_text(path, json.dumps(value, ensure_ascii=False, indent=1))

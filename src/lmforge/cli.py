@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,154 +19,182 @@ from lmforge.errors import LmforgeError
 
 @dataclass(frozen=True)
 class Command:
-    target: str  # "module:function", imported only when the command runs (fast --help)
+    """A command `name` runs `lmforge.commands.<name>.run` (dashes become underscores), imported only
+    when it runs so `--help` stays fast. Flag defaults live in that function's signature alone."""
+
     doc: str
     uses_config: bool = False
     flags: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
 
 
 _MODEL = (["model"], {"help": "model folder written by lmforge (e.g. runs/x/best)"})
-_PRECISION = (["--precision"], {"default": "auto", "choices": ["auto", "bf16", "fp32"],
+_PRECISION = (["--precision"], {"choices": ["auto", "bf16", "fp32"],
                                 "help": "numeric precision for inference (auto: bf16 where the CPU/GPU has it fast)"})
-_BATCH = (["--batch-size"], {"type": int, "default": 64, "help": "examples per forward pass"})
+_BATCH = (["--batch-size"], {"type": int, "help": "examples per forward pass"})
 _OVERWRITE = (["--overwrite"], {"action": "store_true",
-                                "help": "replace an existing non-empty output (refused otherwise; inputs are never overwritten)"})
+                                "help": "replace an existing non-empty output (refused otherwise; inputs are never "
+                                        "overwritten)"})
 _TEMPLATE = (["--template"], {"help": "chat template instead of the one saved with the model: a built-in name or "
                                       "a .jinja file (warns when it differs)"})
 
 COMMANDS: dict[str, Command] = {
-    "corpus": Command("lmforge.commands.corpus:build", "clean raw text (.txt/.jsonl/.json, .gz, folders) into a pretraining corpus",
+    "corpus": Command("clean raw text (.txt/.jsonl/.json, .gz, folders) into a pretraining corpus",
                       flags=[(["action"], {"choices": ["build"], "help": "what to do"}),
                              (["inputs"], {"nargs": "+", "help": "raw text files or folders"}),
-                             (["--out"], {"required": True, "help": "corpus folder to write (docs.jsonl + stats.json)"}),
-                             (["--dedup"], {"default": "exact", "choices": ["none", "exact", "minhash"],
+                             (["--out"], {"required": True,
+                                          "help": "corpus folder to write (docs.jsonl + stats.json)"}),
+                             (["--dedup"], {"choices": ["none", "exact", "minhash"],
                                             "help": "drop exact duplicates, or near-duplicates too (MinHash-LSH)"}),
-                             (["--min-chars"], {"type": int, "default": 20, "help": "drop documents shorter than this"}),
-                             (["--max-chars"], {"type": int, "default": 0, "help": "drop documents longer than this (0: keep)"}),
-                             (["--redact-pii"], {"action": "store_true", "help": "replace PII with typed placeholders"}),
-                             (["--text-field"], {"default": "text", "help": "text field of .jsonl/.json files"}),
-                             (["--strict"], {"action": "store_true", "help": "refuse (instead of skip) binary or undecodable files"}),
-                             (["--encoding"], {"default": "utf-8", "help": "text encoding of the input files"}), _OVERWRITE]),
-    "tokenizer": Command("lmforge.commands.corpus:train_tokenizer", "train a WordPiece (encoder) or byte-level BPE (decoder) tokenizer",
+                             (["--min-chars"], {"type": int, "help": "drop documents shorter than this"}),
+                             (["--max-chars"], {"type": int, "help": "drop documents longer than this (0: keep)"}),
+                             (["--redact-pii"], {"action": "store_true",
+                                                 "help": "replace PII with typed placeholders"}),
+                             (["--text-field"], {"help": "text field of .jsonl/.json files"}),
+                             (["--strict"], {"action": "store_true",
+                                             "help": "refuse (instead of skip) binary or undecodable files"}),
+                             (["--encoding"], {"help": "text encoding of the input files"}), _OVERWRITE]),
+    "tokenizer": Command("train a WordPiece (encoder) or byte-level BPE (decoder) tokenizer",
                          flags=[(["action"], {"choices": ["train"], "help": "what to do"}),
                                 (["inputs"], {"nargs": "+", "help": "corpus folder(s) or raw text files"}),
                                 (["--out"], {"required": True, "help": "tokenizer folder to write"}),
-                                (["--kind"], {"default": "wordpiece", "choices": ["wordpiece", "bpe"],
+                                (["--kind"], {"choices": ["wordpiece", "bpe"],
                                               "help": "wordpiece for masked-LM encoders, bpe for causal-LM decoders"}),
-                                (["--vocab-size"], {"type": int, "default": 16000, "help": "vocabulary size"}),
+                                (["--vocab-size"], {"type": int, "help": "vocabulary size"}),
                                 (["--lowercase"], {"action": "store_true", "help": "lowercase (WordPiece only)"}),
-                                (["--text-field"], {"default": "text", "help": "text field of .jsonl/.json files"}),
-                                (["--seed"], {"type": int, "default": 0, "help": "seed of the held-out document draw"}), _OVERWRITE]),
-    "pretrain": Command("lmforge.commands.pretrain:run", "pretrain an encoder (objective=mlm) or decoder (objective=clm) on a corpus",
+                                (["--text-field"], {"help": "text field of .jsonl/.json files"}),
+                                (["--seed"], {"type": int, "help": "seed of the held-out document draw"}), _OVERWRITE]),
+    "pretrain": Command("pretrain an encoder (objective=mlm) or decoder (objective=clm) on a corpus",
                         uses_config=True,
                         flags=[(["--resume"], {"action": "store_true",
                                                "help": "continue the run in output_dir from its last checkpoint"})]),
-    "finetune": Command("lmforge.commands.finetune:run", "adapt a pretrained (or preset) model to a task",
+    "finetune": Command("adapt a pretrained (or preset) model to a task",
                         uses_config=True,
                         flags=[(["--resume"], {"action": "store_true",
                                                "help": "continue the run in output_dir from its last checkpoint"})]),
-    "baseline": Command("lmforge.commands.baseline:run", "train the TF-IDF + logistic regression baseline",
+    "baseline": Command("train the TF-IDF + logistic regression baseline",
                         uses_config=True),
-    "evaluate": Command("lmforge.commands.evaluate:run", "score a saved model on a labelled file",
+    "evaluate": Command("score a saved model on a labelled file",
                         flags=[_MODEL, (["--data"], {"required": True, "help": "labelled file to score on"}),
                                (["--out"], {"required": True, "help": "folder for metrics.json and report.html"}),
                                (["--no-baseline"], {"action": "store_false", "dest": "baseline",
                                                     "help": "skip the TF-IDF baseline column"}),
                                _PRECISION, _BATCH, _OVERWRITE]),
-    "generate": Command("lmforge.commands.generate:run", "answer every question of a file with a generation model",
-                        flags=[_MODEL, (["--input"], {"required": True, "help": "questions, Q&A pairs or conversations"}),
+    "generate": Command("answer every question of a file with a generation model",
+                        flags=[_MODEL, (["--input"], {"required": True,
+                                                      "help": "questions, Q&A pairs or conversations"}),
                                (["--output"], {"required": True, "help": "answers file (.jsonl)"}),
-                               _PRECISION, (["--batch-size"], {"type": int, "default": 8, "help": "prompts per batch"}),
+                               _PRECISION, (["--batch-size"], {"type": int, "help": "prompts per batch"}),
                                _TEMPLATE, _OVERWRITE]),
-    "chat": Command("lmforge.commands.generate:chat", "chat with a generation model in the terminal (streaming)",
+    "chat": Command("chat with a generation model in the terminal (streaming)",
                     flags=[_MODEL, _PRECISION, _TEMPLATE]),
-    "merge": Command("lmforge.commands.generate:merge", "merge LoRA adapters into a plain HF model folder",
-                     flags=[_MODEL, (["--out"], {"required": True, "help": "folder for the merged model"}), _OVERWRITE]),
-    "predict": Command("lmforge.commands.predict:run", "label every row of a file with a saved model",
+    "merge": Command("merge LoRA adapters into a plain HF model folder",
+                     flags=[_MODEL, (["--out"], {"required": True, "help": "folder for the merged model"}),
+                            _OVERWRITE]),
+    "predict": Command("label every row of a file with a saved model",
                        flags=[_MODEL, (["--input"], {"required": True, "help": "file with a text column"}),
                               (["--output"], {"required": True, "help": "predictions file (.jsonl or .csv)"}),
                               _PRECISION, _BATCH, _OVERWRITE]),
-    "redact": Command("lmforge.commands.redact:run", "replace emails, phones, IDs, bank cards, IPs and URL passwords with placeholders",
+    "redact": Command("replace emails, phones, IDs, bank cards, IPs and URL passwords with placeholders",
                       flags=[(["input"], {"help": "data file (.csv, .tsv, .jsonl, .json or .parquet)"}),
                              (["--out"], {"required": True, "help": "redacted copy, same format as the input"}),
                              (["--report"], {"help": "also write the counts as JSON here"}),
                              (["--columns"], {"help": "comma-separated columns to redact (default: every text field)"}),
-                             (["--encoding"], {"default": "utf-8", "help": "text encoding of the input and output"}), _OVERWRITE]),
-    "audit": Command("lmforge.commands.audit:run", "privacy audit: membership-inference AUC (any model), canary exposure (generation)",
+                             (["--encoding"], {"help": "text encoding of the input and output"}), _OVERWRITE]),
+    "audit": Command("privacy audit: membership-inference AUC (any model), canary exposure (generation)",
                      flags=[_MODEL, (["--data"], {"required": True, "help": "the model's training file (members)"}),
-                            (["--holdout"], {"required": True, "help": "a file from the same source the model never saw"}),
+                            (["--holdout"], {"required": True,
+                                             "help": "a file from the same source the model never saw"}),
                             (["--out"], {"help": "folder for audit.json (default: the model folder)"}),
                             (["--canaries"], {"help": "canaries file written by `lmforge canary` (generation models)"}),
-                            (["--candidates"], {"type": int, "default": 1000,
-                                                "help": "random candidates each secret is ranked against (all when the space is smaller)"}),
-                            (["--max-examples"], {"type": int, "default": 2000, "help": "examples sampled from each file (0: all)"}),
-                            (["--seed"], {"type": int, "default": 0, "help": "seed of the example and candidate draws"}),
+                            (["--candidates"], {"type": int,
+                                                "help": "random candidates each secret is ranked against "
+                                                        "(all when the space is smaller)"}),
+                            (["--max-examples"], {"type": int, "help": "examples sampled from each file (0: all)"}),
+                            (["--seed"], {"type": int, "help": "seed of the example and candidate draws"}),
                             _PRECISION, _BATCH, _OVERWRITE]),
-    "canary": Command("lmforge.commands.audit:canary", "plant random secret canaries in a Q&A/conversation file for `lmforge audit`",
+    "canary": Command("plant random secret canaries in a Q&A/conversation file for `lmforge audit`",
                       flags=[(["input"], {"help": "training file (.jsonl, .json, .csv, .tsv, .parquet)"}),
                              (["--out"], {"required": True, "help": "canaried copy, same format as the input"}),
-                             (["--canaries"], {"required": True, "help": "JSON file recording the secrets (keep it private)"}),
-                             (["--count"], {"type": int, "default": 10, "help": "number of distinct secrets"}),
-                             (["--repeat"], {"type": int, "default": 1, "help": "copies of each canary in the file"}),
-                             (["--digits"], {"type": int, "default": 6, "help": "random digits per secret (|R| = 10^digits)"}),
-                             (["--template"], {"default": argparse.SUPPRESS,
-                                             "help": "canary sentence with a {secret} placeholder (default: 我的密码是 {secret})"}),
-                             (["--prompt"], {"default": argparse.SUPPRESS, "help": "the question each canary answers (default: 请记住这句话。)"}),
-                             (["--encoding"], {"default": "utf-8", "help": "text encoding of the input and output"}),
-                             (["--seed"], {"type": int, "default": 0, "help": "seed of secrets and positions (0: secrets from the OS RNG)"}), _OVERWRITE]),
-    "encrypt": Command("lmforge.commands.encrypt:encrypt", "encrypt a data file (training reads FILE.enc with data.key_file) or a model/checkpoint folder (AES-256-GCM)",
-                       flags=[(["file"], {"help": "file or folder to encrypt (the plaintext is left in place; --out may not be it)"}),
-                              (["--key-file"], {"required": True, "help": "key file (created with a new random key if missing)"}),
+                             (["--canaries"], {"required": True,
+                                               "help": "JSON file recording the secrets (keep it private)"}),
+                             (["--count"], {"type": int, "help": "number of distinct secrets"}),
+                             (["--repeat"], {"type": int, "help": "copies of each canary in the file"}),
+                             (["--digits"], {"type": int, "help": "random digits per secret (|R| = 10^digits)"}),
+                             (["--template"], {
+                                             "help": "canary sentence with a {secret} placeholder"}),
+                             (["--prompt"], {"help": "the question each canary answers"}),
+                             (["--encoding"], {"help": "text encoding of the input and output"}),
+                             (["--seed"], {"type": int,
+                                           "help": "seed of secrets and positions (0: secrets from the OS RNG)"}),
+                             _OVERWRITE]),
+    "encrypt": Command("encrypt a data file (training reads FILE.enc with data.key_file) or a model/checkpoint "
+                       "folder (AES-256-GCM)",
+                       flags=[(["file"],
+                               {"help": "file or folder to encrypt (the plaintext is left in place; --out may not be it)"}),
+                              (["--key-file"], {"required": True,
+                                                "help": "key file (created with a new random key if missing)"}),
                               (["--out"], {"help": "encrypted file to write (default: FILE.enc)"}), _OVERWRITE]),
-    "decrypt": Command("lmforge.commands.encrypt:decrypt", "decrypt a FILE.enc written by `lmforge encrypt`; a modified file is refused",
+    "decrypt": Command("decrypt a FILE.enc written by `lmforge encrypt`; a modified file is refused",
                        flags=[(["file"], {"help": "encrypted file or FOLDER.enc"}),
                               (["--key-file"], {"required": True, "help": "the key file it was encrypted with"}),
-                              (["--out"], {"help": "plaintext file to write (default: FILE without .enc)"}), _OVERWRITE]),
-    "serve": Command("lmforge.serve:run", "serve a model over HTTP (OpenAI-compatible chat/completions and embeddings, /v1/classify)",
-                     flags=[_MODEL, (["--host"], {"default": "127.0.0.1", "help": "address to bind (default: loopback only)"}),
-                            (["--port"], {"type": int, "default": 8000, "help": "TCP port"}),
-                            (["--api-key"], {"help": "require 'Authorization: Bearer KEY' on every request but /health"}),
-                            (["--max-batch"], {"type": int, "default": 16, "help": "most requests per forward pass"}),
+                              (["--out"], {"help": "plaintext file to write (default: FILE without .enc)"}),
+                              _OVERWRITE]),
+    "serve": Command("serve a model over HTTP (OpenAI-compatible chat/completions and embeddings, /v1/classify)",
+                     flags=[_MODEL, (["--host"], {"help": "address to bind (default: loopback only)"}),
+                            (["--port"], {"type": int, "help": "TCP port"}),
+                            (["--api-key"],
+                             {"help": "require 'Authorization: Bearer KEY' on every request but /health"}),
+                            (["--max-batch"], {"type": int, "help": "most requests per forward pass"}),
                             _PRECISION, _TEMPLATE]),
-    "distill": Command("lmforge.commands.distill:run", "train a smaller student classifier on a teacher's soft labels",
+    "distill": Command("train a smaller student classifier on a teacher's soft labels",
                        uses_config=True,
                        flags=[(["--teacher"], {"help": "teacher model folder (sets distill.teacher)"}),
-                              (["--student-layers"], {"type": int, "help": "keep every k-th teacher layer, this many (sets distill.student_layers)"}),
+                              (["--student-layers"], {"type": int,
+                                                      "help": "keep every k-th teacher layer, this many "
+                                                              "(sets distill.student_layers)"}),
                               (["--out"], {"help": "student model folder to write (sets output_dir)"})]),
-    "prune": Command("lmforge.commands.prune:run", "prune the least important attention heads, then fine-tune briefly to recover",
+    "prune": Command("prune the least important attention heads, then fine-tune briefly to recover",
                      flags=[_MODEL, (["--out"], {"required": True, "help": "pruned model folder to write"}),
-                            (["--heads"], {"type": float, "default": 0.3, "help": "share of all attention heads to prune"}),
-                            (["--recover-steps"], {"type": int, "default": 200, "help": "recovery fine-tune steps (0: none)"}),
-                            (["--linear"], {"type": float, "default": 0.0,
+                            (["--heads"], {"type": float, "help": "share of all attention heads to prune"}),
+                            (["--recover-steps"], {"type": int, "help": "recovery fine-tune steps (0: none)"}),
+                            (["--linear"], {"type": float,
                                             "help": "also zero this share of each encoder linear weight by magnitude"}),
-                            (["--importance-batches"], {"type": int, "default": 8,
+                            (["--importance-batches"], {"type": int,
                                                         "help": "training batches that score head importance"}),
                             (["overrides"], {"nargs": "*", "metavar": "key=value",
-                                             "help": "config overrides on the model's saved run config, e.g. train.lr=1e-4"}), _OVERWRITE]),
-    "quantize": Command("lmforge.commands.quantize:run", "post-training quantization into a folder predict/evaluate/serve load",
-                        flags=[_MODEL, (["--method"], {"required": True, "choices": ["bf16", "int8-dynamic", "int8-weight-only"],
-                                                       "help": "bf16 weights; int8 weights with int8 activations at run time "
-                                                               "(classifiers); int8 weights, float activations (decoders)"}),
+                                             "help": "config overrides on the model's saved run config, "
+                                                     "e.g. train.lr=1e-4"}), _OVERWRITE]),
+    "quantize": Command("post-training quantization into a folder predict/evaluate/serve load",
+                        flags=[_MODEL, (["--method"], {
+                            "required": True, "choices": ["bf16", "int8-dynamic", "int8-weight-only"],
+                            "help": "bf16 weights; int8 weights with int8 activations at run time (classifiers); "
+                                    "int8 weights, float activations (decoders)"}),
                                (["--out"], {"required": True, "help": "quantized model folder to write"}), _OVERWRITE]),
-    "export-onnx": Command("lmforge.commands.quantize:export_onnx", "export a classifier to ONNX, checked with onnxruntime",
-                           flags=[_MODEL, (["--out"], {"required": True, "help": "folder for model.onnx, tokenizer and config"}),
-                                  (["--texts"], {"help": "file with a text column for the parity check (default: built-in sentences)"}), _OVERWRITE]),
-    "compare": Command("lmforge.commands.compare:run", "size, parameters, latency, throughput and accuracy of classifiers side by side",
+    "export-onnx": Command("export a classifier to ONNX, checked with onnxruntime",
+                           flags=[_MODEL, (["--out"], {"required": True,
+                                                       "help": "folder for model.onnx, tokenizer and config"}),
+                                  (["--texts"],
+                                   {"help": "file with a text column for the parity check "
+                                            "(default: built-in sentences)"}), _OVERWRITE]),
+    "compare": Command("size, parameters, latency, throughput and accuracy of classifiers side by side",
                        flags=[(["models"], {"nargs": "+", "help": "model folders; the first is the reference"}),
                               (["--data"], {"required": True, "help": "labelled file to score and time on"}),
                               (["--out"], {"help": "folder for compare.json and compare.html"}),
-                              (["--precision"], {"default": "fp32", "choices": ["auto", "bf16", "fp32"],
+                              (["--precision"], {"choices": ["auto", "bf16", "fp32"],
                                                  "help": "precision of float folders (default fp32: as trained); "
                                                          "bf16 and int8 folders run as stored"}),
-                              (["--latency-texts"], {"type": int, "default": 50,
-                                                     "help": "texts timed one at a time for the batch-1 latency"}), _OVERWRITE]),
-    "kb": Command("lmforge.commands.kb:run", "knowledge-base QA: build an index of Q&A pairs or passages, ask it, score it",
+                              (["--latency-texts"], {"type": int,
+                                                     "help": "texts timed one at a time for the batch-1 latency"}),
+                              _OVERWRITE]),
+    "kb": Command("knowledge-base QA: build an index of Q&A pairs or passages, ask it, score it",
                   flags=[(["action"], {"choices": ["build", "ask", "eval"], "help": "what to do"}),
                          (["args"], {"nargs": "*", "help": "build: SOURCE | ask: INDEX QUESTION | eval: INDEX"}),
                          (["--out"], {"help": "build: folder for the index"}),
-                         (["--encoder"], {"help": "build: encoder folder or hub id, e.g. sentence-transformers/all-MiniLM-L6-v2"}),
-                         (["--generate-with"], {"help": "ask: generation model folder that writes the answer from the retrieved entries"}),
-                         (["-k"], {"type": int, "default": 3, "help": "ask: entries retrieved; eval: ranking depth (at least 5)"}),
+                         (["--encoder"],
+                          {"help": "build: encoder folder or hub id, e.g. sentence-transformers/all-MiniLM-L6-v2"}),
+                         (["--generate-with"],
+                          {"help": "ask: generation model folder that writes the answer from the retrieved entries"}),
+                         (["-k"], {"type": int, "help": "ask: entries retrieved; eval: ranking depth (at least 5)"}),
                          (["--data"], {"help": "eval: held-out file with question and answer columns"}), _OVERWRITE]),
 }
 
@@ -195,14 +224,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> None:
     command = COMMANDS[args.command]
-    function = _resolve(command.target)
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "config_args", "resume")}
+    function = _run_function(args.command)
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "config_args")}
     if command.uses_config:
         from lmforge import config
 
         path, overrides = _split_config_args(args.config_args)
-        if getattr(args, "resume", False):
-            overrides.append("train.resume=true")
         function(config.load(path, overrides), **values)
     else:
         function(**values)
@@ -228,9 +255,8 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
     return None, list(items)
 
 
-def _resolve(target: str) -> Callable[..., Any]:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+def _run_function(name: str) -> Callable[..., Any]:
+    return importlib.import_module(f"lmforge.commands.{name.replace('-', '_')}").run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -239,15 +265,33 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.doc, description=command.doc,
-                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           formatter_class=type(f"_Help_{name}", (_Help,), {"command": name}),
                            epilog=_config_help() if command.uses_config else None)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full stack traces on errors")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show full stack traces on errors")
         if command.uses_config:
             p.add_argument("config_args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
                            help="a YAML config and/or dotted overrides such as train.lr=3e-5")
         for names, options in command.flags:
-            p.add_argument(*names, **options)
+            optional = names[0].startswith("-") and not options.get("required")
+            p.add_argument(*names, **({**options, "default": argparse.SUPPRESS} if optional else options))
     return parser
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Shows each flag's default, read from the command's `run` signature (the one place defaults
+    live); the command module is imported only when its help is printed."""
+
+    command = ""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is argparse.SUPPRESS and action.option_strings and action.dest != "help":
+            parameter = inspect.signature(_run_function(self.command)).parameters.get(action.dest)
+            shown = parameter is not None and parameter.default is not inspect.Parameter.empty
+            if shown and parameter.default is not None and parameter.default is not False:
+                text += f" (default: {parameter.default})"
+        return text
 
 
 def _config_help() -> str:

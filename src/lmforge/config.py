@@ -41,7 +41,7 @@ class DataConfig:
     train: str = opt("", "training data: .csv .tsv .jsonl .json .parquet or a datasets save_to_disk folder")
     validation: str = opt("", "validation data (default: a stratified split of `train`)")
     test: str = opt("", "test data, scored with the best checkpoint at the end (default: validation)")
-    text_column: str = opt("text", "column holding the input text")
+    text_column: str = opt("text", "column (or .jsonl/.json corpus field) holding the input text")
     label_column: str = opt("label", "column holding the label (a list or separated string for multi-label)")
     encoding: str = opt("utf-8", "text encoding of the data files (e.g. gb18030 for legacy Chinese files)")
     validation_fraction: float = opt(0.1, "share of `train` held out for validation when no validation file is given")
@@ -60,6 +60,9 @@ class TrainConfig:
     gradient_checkpointing: bool = opt(False, "recompute each layer's activations in the backward pass instead "
                                        "of keeping them (same result; LoRA SFT of SmolLM2-135M: 3.2 instead of "
                                        "7.0 GB, 1.2x the time)")
+    freeze_embeddings: bool = opt(False, "keep the token-embedding table frozen (a large-vocabulary model trains "
+                                  "much faster; under DP-SGD fewer parameters are noised, and a decoder whose "
+                                  "embeddings are tied to its head needs it)")
     lr: float = opt(5e-5, "peak learning rate of AdamW")
     weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms)")
     warmup_ratio: float = opt(0.06, "share of the steps spent warming the learning rate up from 0")
@@ -113,8 +116,6 @@ class DPConfig:
     noise_multiplier: float = opt(0.0, "DP-SGD noise std / max_grad_norm, given instead of target_epsilon (0: off)")
     max_grad_norm: float = opt(1.0, "DP-SGD per-example gradient clipping bound (replaces train.max_grad_norm)")
     accountant: str = opt("rdp", "privacy accountant: rdp | prv")
-    freeze_embeddings: bool = opt(False, "DP-SGD: keep the token-embedding table frozen (fewer noised "
-                                  "parameters; needed to DP-train a decoder whose embeddings are tied to its head)")
 
 
 @dataclass
@@ -127,13 +128,14 @@ class PretrainConfig:
     mlm_probability: float = opt(0.15, "mlm: share of tokens masked (of those, 80% [MASK], 10% random, 10% kept)")
     whole_word_mask: bool = opt(False, "mlm: mask whole words (Chinese segmented with jieba) instead of single tokens")
     eval_blocks: int = opt(512, "validation blocks scored at each evaluation (fixed masks, so losses compare)")
-    text_field: str = opt("text", "text field of .jsonl/.json corpus files")
 
 
 @dataclass
 class DistillConfig:
     teacher: str = opt("", "distill: teacher model folder, a trained classifier (e.g. runs/x/best)")
-    student_layers: int = opt(0, "distill: student = the teacher keeping every k-th of its layers, this many (0: model.preset/model.path)")
+    student_layers: int = opt(0,
+                              "distill: student = the teacher keeping every k-th of its layers, this many "
+                              "(0: model.preset/model.path)")
     temperature: float = opt(2.0, "distill: softmax temperature of the soft-label term (higher: softer targets)")
     alpha: float = opt(0.5, "distill: weight of the soft-label (teacher) term; 1 - alpha weights the hard labels")
     unlabelled: str = opt("", "distill: file of extra texts (text column) that feed the soft-label term only")

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from lmforge.atomic import write_dir
-from lmforge.config import ModelConfig
 from lmforge.data.conversations import detect_format, to_conversations
 from lmforge.data.readers import Row, read_rows
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
-from lmforge.train.device import autocast, pick_device, resolve_precision
+from lmforge.models.folder import load_placed
+from lmforge.outputs import Output, check_outputs
+from lmforge.runtime.device import autocast
 
 if TYPE_CHECKING:
     from lmforge.inference import Loaded
@@ -80,18 +81,8 @@ class _Encoder:
 
 def _load_encoder(encoder: str, precision: str) -> _Encoder:
     """An encoder from a local folder, hub id or GGUF file, loaded without a task head."""
-    from transformers import AutoModel
-
-    from lmforge.models.load import load_model, load_tokenizer
-
-    cfg = ModelConfig(path=encoder)
-    tokenizer = load_tokenizer(cfg)
-    model = load_model(cfg, AutoModel)
-    device = pick_device()
-    precision = resolve_precision(precision, device)
-    # As in lmforge.load: inference keeps no master weights, so bf16 weights outright.
-    model.to(device, dtype=torch.bfloat16 if precision == "bf16" else None).eval()
-    return _Encoder(model, tokenizer, device, precision)
+    placed = load_placed(encoder, "AutoModel", precision)
+    return _Encoder(placed.model, placed.tokenizer, placed.device, placed.precision)
 
 
 def _resolved_encoder(encoder: str) -> str:
@@ -105,16 +96,17 @@ def _resolved_encoder(encoder: str) -> str:
 # ---------------------------------------------------------------------------- building
 
 def build_index(source: str, out: Path, encoder: str, encoding: str = "utf-8",
-                precision: str = "auto") -> dict:
+                precision: str = "auto", overwrite: bool = False) -> dict:
     """Embed the questions of a Q&A file (or the passages of a `text` file) into an index folder.
 
     Q&A files may be in any format `detect_format` accepts; the first user turn of each
     conversation is indexed and the assistant turn after it is kept as the answer. Without a Q&A
     format, a `text` column makes each row a passage that is its own answer. `out` is written
-    whole or not at all, and only replaces an earlier index, never other files. Returns index.json.
+    whole or not at all; an existing non-empty `out` is replaced only with `overwrite`. Returns
+    index.json.
     """
     out = Path(out)
-    _check_target(out)
+    check_outputs([Output(out, "--out", "folder")], [source, encoder], overwrite)
     kind, entries = _read_entries(source, encoding)
     vectors = _load_encoder(encoder, precision).encode([_key(e) for e in entries])
     info = {"encoder": _resolved_encoder(encoder), "kind": kind, "count": len(entries),
@@ -122,14 +114,6 @@ def build_index(source: str, out: Path, encoder: str, encoding: str = "utf-8",
     _write_index(out, vectors, entries, info)
     logger.info(f"indexed {len(entries)} {kind} entries ({info['dim']}-dim vectors) into {out}")
     return info
-
-
-def _check_target(out: Path) -> None:
-    """Refuse to replace anything but an earlier index: `out` is deleted when it is rebuilt."""
-    if out.exists() and not out.is_dir():
-        raise LmforgeError(f"{out} is a file; --out must be a folder for the index")
-    if out.is_dir() and any(out.iterdir()) and not (out / INDEX_FILE).is_file():
-        raise LmforgeError(f"{out} is not empty and holds no {INDEX_FILE}; choose an empty or new folder")
 
 
 def _read_entries(source: str, encoding: str) -> tuple[str, list[dict[str, str]]]:
@@ -257,12 +241,9 @@ def _passage(entry: dict[str, str]) -> str:
 
 def _generate(generator: Loaded, prompt: str) -> str:
     """The generation model's answer, with its configured system prompt and decoding settings."""
-    from lmforge.generation import generate
+    from lmforge.decoding import generate
 
-    if generator.task.name != "generation":
-        raise LmforgeError(f"{generator.cfg.model.path} is a {generator.task.name} model; "
-                           f"answering from passages needs a generation model")
-    conversations = generator.task.read_list([prompt]).conversations
+    conversations = generator.generator("answer from passages").conversations([prompt])
     return generate(generator.model, generator.tokenizer, conversations, generator.cfg.generation,
                     generator.device, generator.precision)[0]
 

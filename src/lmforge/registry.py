@@ -1,31 +1,27 @@
 """Name -> builder tables, so adding a task (or a method) touches no central `if` chain.
 
-A module registers itself on import; `lmforge.tasks` imports every task module once.
+A task module registers itself here on import; `lmforge.tasks` imports every task module and
+builds tasks by name (`lmforge.tasks.build_task`). This module imports nothing of the tasks, so it
+sits at the bottom of the package.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from lmforge.errors import LmforgeError
+if TYPE_CHECKING:
+    from lmforge.config import Config
+    from lmforge.tasks.contracts import Task
 
-TASKS: dict[str, Callable[..., Any]] = {}
+TaskBuilder = Callable[["Config"], "Task[Any]"]
+TASKS: dict[str, TaskBuilder] = {}
 
 
-def register_task(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
     """Decorator: make `builder(cfg) -> Task` available as `task=<name>`."""
 
-    def add(builder: Callable[..., Any]) -> Callable[..., Any]:
+    def add(builder: TaskBuilder) -> TaskBuilder:
         TASKS[name] = builder
         return builder
 
     return add
-
-
-def build_task(name: str, cfg: Any) -> Any:
-    """The task called `name`, built for this config."""
-    import lmforge.tasks  # noqa: F401  (registers the built-in tasks)
-
-    if name not in TASKS:
-        raise LmforgeError(f"unknown task '{name}' (available: {', '.join(sorted(TASKS))})")
-    return TASKS[name](cfg)

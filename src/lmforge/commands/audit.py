@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from lmforge.commands.evaluate import write_json
-from lmforge.errors import LmforgeError
+from lmforge.atomic import write_json
 from lmforge.inference import Loaded, load
 from lmforge.log import logger
 from lmforge.outputs import Output, check_outputs
-from lmforge.privacy.audit import exposure, extrapolated_exposure, membership_inference
-from lmforge.privacy.canary import DEFAULT_PROMPT, DEFAULT_TEMPLATE, Canaries, insert_canaries, make_canaries
+from lmforge.privacy.attacks import exposure, extrapolated_exposure, membership_inference
+from lmforge.privacy.canary import Canaries
 from lmforge.privacy.card import read_privacy
 
 
@@ -47,28 +46,13 @@ def run(model: str, data: str, holdout: str, out: str | None = None, canaries: s
     return result
 
 
-def canary(input: str, out: str, canaries: str, count: int = 10, repeat: int = 1, digits: int = 6,
-           template: str = DEFAULT_TEMPLATE, prompt: str = DEFAULT_PROMPT, encoding: str = "utf-8",
-           seed: int = 0, overwrite: bool = False) -> Canaries:
-    """Plant `count` random secrets `repeat` times each into a copy of `input`; save them to `canaries`."""
-    check_outputs([Output(out, "--out", "file"), Output(canaries, "--canaries", "file")], [input], overwrite)
-    made = make_canaries(count, repeat, digits, template, prompt, seed)
-    rows = insert_canaries(Path(input), Path(out), made, encoding, seed)
-    made.save(Path(canaries))
-    logger.info(f"planted {count} canaries x{repeat} -> {out} ({rows} rows); secrets in {canaries} (keep it private)")
-    return made
-
-
 def canary_exposure(loaded: Loaded, canaries: Canaries, candidates: int, seed: int) -> dict[str, Any]:
     """Exposure of every planted secret: its answer log-perplexity against `candidates` others'."""
-    if loaded.task.name != "generation":
-        raise LmforgeError(f"canary exposure needs a generation model; this one is {loaded.task.name}")
-    from lmforge.tasks.generation import Split
-
+    task = loaded.generator("be audited with canaries (canary exposure needs a generation model)")
     rows = []
     for i, secret in enumerate(canaries.secrets):
         others = canaries.candidates(secret, candidates, seed + i)
-        split = Split("<canaries>", [canaries.conversation(s) for s in [secret, *others]])
+        split = task.conversation_split([canaries.conversation(s) for s in [secret, *others]])
         nll = loaded.outputs(split)["nll"]  # summed over answer tokens: -log p(canary | prompt)
         rows.append({"secret": secret, "exposure": exposure(nll[0], nll[1:]),
                      "extrapolated": extrapolated_exposure(nll[0], nll[1:])})

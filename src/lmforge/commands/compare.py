@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lmforge.atomic import write_text
-from lmforge.compress.compare import Row, html_table, measure, table, with_speedups
+from lmforge.compress.measure import Row, html_table, measure, table, with_speedups
 from lmforge.log import logger
 from lmforge.outputs import Output, check_outputs
 

@@ -1,8 +1,5 @@
-"""`lmforge corpus build` and `lmforge tokenizer train`: the two steps before pretraining.
-
-    lmforge corpus build data/raw/ --out corpus/ [--dedup exact|minhash] [--redact-pii]
-    lmforge tokenizer train corpus/ --kind wordpiece|bpe --vocab-size 16000 --out tok/
-"""
+"""`lmforge corpus build data/raw/ --out corpus/ [--dedup exact|minhash] [--redact-pii]`: the first
+step before pretraining (the second is `lmforge tokenizer train`)."""
 
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ from lmforge.log import logger
 from lmforge.outputs import Output, check_outputs
 
 
-def build(action: str, inputs: list[str], out: str, dedup: str = "exact", min_chars: int = 20, max_chars: int = 0,
+def run(action: str, inputs: list[str], out: str, dedup: str = "exact", min_chars: int = 20, max_chars: int = 0,
           redact_pii: bool = False, text_field: str = "text", strict: bool = False, encoding: str = "utf-8",
           overwrite: bool = False) -> dict[str, Any]:
     """Clean raw text files into a corpus folder (docs.jsonl + stats.json) and print its stats."""
@@ -27,20 +24,3 @@ def build(action: str, inputs: list[str], out: str, dedup: str = "exact", min_ch
     logger.info(f"corpus: kept {stats['documents_kept']} of {stats['documents_read']} documents "
                 f"({stats['characters']} characters) in {out}")
     return stats
-
-
-def train_tokenizer(action: str, inputs: list[str], out: str, kind: str = "wordpiece", vocab_size: int = 16000,
-                    lowercase: bool = False, text_field: str = "text", seed: int = 0,
-                    overwrite: bool = False) -> dict[str, Any]:
-    """Train a tokenizer on a corpus folder (or raw text files) and print its held-out report."""
-    from lmforge.data.corpus import load_texts
-    from lmforge.models.tokenizer_train import train_tokenizer as train
-
-    check_outputs([Output(out, "--out", "folder")], inputs, overwrite)
-
-    texts = [t for source in inputs for t in load_texts(source, text_field)]
-    report = train(texts, Path(out), kind, vocab_size, lowercase, seed).__dict__
-    print(json.dumps(report, indent=1))
-    logger.info(f"tokenizer saved to {out}: {report['tokens_per_character']} tokens per character, "
-                f"unknown rate {report['unknown_rate']:.2%} on held-out documents")
-    return report

@@ -8,28 +8,22 @@ from typing import Any
 
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
-from lmforge.registry import build_task
 
 
 def run(cfg: Config, teacher: str | None = None, student_layers: int | None = None,
         out: str | None = None) -> dict[str, Any]:
     """Distil the teacher into a student per `cfg` (flags override it); returns the student's test metrics."""
-    from lmforge.commands.evaluate import write_evaluation
-    from lmforge.commands.finetune import check_output_dir
     from lmforge.compress.train import fit_to_folder
-    from lmforge.tasks.distill import agreement
+    from lmforge.run import prepare, write_evaluation
+    from lmforge.tasks.distillation import Distillation, agreement
 
     cfg = _with_flags(cfg, teacher, student_layers, out)
-    task = build_task("distill", cfg)
-    data = task.load_data()  # loads the teacher and checks every row before anything is written
-    check_output_dir(cfg)
-    model, tokenizer = task.build_model(data)
-    task.bind(model, tokenizer)
-    train = task.encode(data.train, tokenizer)
+    task = Distillation(cfg)
+    prepared = prepare(cfg, task)  # loads the teacher and checks every row before anything is written
     if task.unlabelled is not None:
-        train += task.encode(task.unlabelled, tokenizer)
-    result, student = fit_to_folder(cfg, task, model, tokenizer, train, task.encode(data.validation, tokenizer),
-                                    Path(cfg.output_dir))
+        prepared.train = [*prepared.train, *task.encode(task.unlabelled, prepared.tokenizer)]
+    data = prepared.data
+    result, student = fit_to_folder(prepared, Path(cfg.output_dir))
     teacher_probs = task.teacher_probs(data.test)
     agree = agreement(task.base, student.outputs(data.test)["probs"], teacher_probs)
     teacher_metrics = task.base.metrics({"probs": teacher_probs}, task.base.targets(data.test))
@@ -41,7 +35,7 @@ def run(cfg: Config, teacher: str | None = None, student_layers: int | None = No
              f"(teacher: {extra['teacher_parameters']:,})",
              f"agrees with the teacher on {agree:.1%} of {data.test.source}; teacher accuracy "
              f"{teacher_metrics.get('accuracy', float('nan')):.4f}",
-             f"training stopped: {result.stopped} after {result.steps} steps ({len(train)} examples, "
+             f"training stopped: {result.stopped} after {result.steps} steps ({len(prepared.train)} examples, "
              f"{len(task.unlabelled.texts) if task.unlabelled else 0} of them unlabelled)"]
     return write_evaluation(student, data.test, Path(cfg.output_dir), train=data.train, history=result.history,
                             title=f"distill: {Path(cfg.output_dir).name}", notes=notes, extra=extra)
@@ -49,12 +43,17 @@ def run(cfg: Config, teacher: str | None = None, student_layers: int | None = No
 
 def _with_flags(cfg: Config, teacher: str | None, student_layers: int | None, out: str | None) -> Config:
     """The command-line flags written into the config, so the saved config tells the whole story."""
-    if cfg.task != "classification":
-        raise LmforgeError(f"distill trains classifiers; task is '{cfg.task}'")
-    distill = dataclasses.replace(cfg.distill, teacher=teacher if teacher is not None else cfg.distill.teacher,
-                                  student_layers=student_layers if student_layers is not None else cfg.distill.student_layers)
+    from lmforge.tasks import build_task
+    from lmforge.tasks.contracts import ClassifiesSequences
+
+    if not isinstance(build_task(cfg.task, cfg), ClassifiesSequences):
+        raise LmforgeError(f"distill trains classifiers; task '{cfg.task}' does not classify sequences")
+    d = cfg.distill
+    distill = dataclasses.replace(d, teacher=d.teacher if teacher is None else teacher,
+                                  student_layers=d.student_layers if student_layers is None else student_layers)
     # a student cut from the teacher has the teacher as its model; record that, not the config's preset
-    model = dataclasses.replace(cfg.model, path=distill.teacher, preset="", tokenizer="") if distill.student_layers else cfg.model
+    model = dataclasses.replace(cfg.model, path=distill.teacher, preset="",
+                                tokenizer="") if distill.student_layers else cfg.model
     return dataclasses.replace(cfg, distill=distill, model=model, output_dir=out if out is not None else cfg.output_dir)
 
 

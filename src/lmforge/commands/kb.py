@@ -49,11 +49,8 @@ def _check(action: str, args: list[str], given: dict[str, str | None]) -> None:
 def build(source: str, out: str, encoder: str, overwrite: bool = False) -> dict:
     """`kb build`: see `lmforge.kb.build_index`."""
     from lmforge.kb import build_index
-    from lmforge.outputs import Output, check_outputs
 
-    check_outputs([Output(out, "--out", "folder")], [source, encoder], overwrite)
-
-    return build_index(source, Path(out), encoder)
+    return build_index(source, Path(out), encoder, overwrite=overwrite)
 
 
 def ask(index: str, question: str, generate_with: str | None, k: int) -> dict:

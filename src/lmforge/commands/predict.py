@@ -23,10 +23,9 @@ def run(model: str, input: str, output: str, precision: str = "auto", batch_size
         raise LmforgeError(f"--output must end in {' or '.join(OUTPUT_FORMATS)}: {output}")
     check_outputs([Output(output, "--output", "file")], [model, input], overwrite)
     loaded = load(model, precision=precision, batch_size=batch_size)
-    if loaded.task.name == "generation":
-        raise LmforgeError(f"{model} is a generation model: use `lmforge generate` (or `lmforge chat`)")
-    split = loaded.task.read_texts(input)  # validated before any output is written
-    records = loaded.task.predictions(loaded.outputs(split))
+    task = loaded.predictor("label texts (for a generation model use `lmforge generate` or `lmforge chat`)")
+    split = task.read_texts(input)  # validated before any output is written
+    records = task.predictions(loaded.outputs(split))
     rows = [{"text": t, **r} for t, r in zip(split.texts, records)]
     write_file(out, lambda tmp: _write(tmp, rows, out.suffix))
     logger.info(f"wrote {len(rows)} predictions to {out}")

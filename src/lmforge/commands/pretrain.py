@@ -10,42 +10,35 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lmforge import config as config_mod
-from lmforge.commands.evaluate import write_json
-from lmforge.commands.finetune import check_output_dir
+from lmforge.atomic import write_json
 from lmforge.config import Config
 from lmforge.evaluate.report import write_report
 from lmforge.log import logger
-from lmforge.registry import build_task
+from lmforge.run import train
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    """Pretrain per `cfg` (task is always 'pretrain'); returns the final metrics."""
+def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
+    """Pretrain per `cfg` (task is always 'pretrain'; `resume`: continue the run in output_dir);
+    returns the final metrics."""
     from accelerate import PartialState
 
     from lmforge.train.checkpoint import save_model_folder
-    from lmforge.train.loop import fit
 
     cfg = dataclasses.replace(cfg, task="pretrain")
-    task = build_task("pretrain", cfg)
-    data = task.load_data()
-    check_output_dir(cfg)
-    model, tokenizer = task.build_model(data)
-    task.bind(model, tokenizer)
-    train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
+    prepared, result = train(cfg, resume)
     out = Path(cfg.output_dir)
-    config_mod.save(cfg, out / "config.yaml")
-    result = fit(cfg, task, model, tokenizer, train, validation)
     if not PartialState().is_main_process:
         return {}
-    save_model_folder(out / "final", model, tokenizer, cfg)
-    metrics = _summary(cfg, result, len(train))
+    save_model_folder(out / "final", prepared.model, prepared.tokenizer, cfg)
+    metrics = _summary(cfg, result, len(prepared.train))
     write_json(out / "metrics.json", metrics)
     notes = [f"{cfg.objective} pretraining of {'preset ' + cfg.model.preset if cfg.model.preset else cfg.model.path}: "
              f"stopped ({result.stopped}) after {result.steps} steps, {metrics['tokens_trained']} tokens",
-             f"validation: {data.validation.source}"]
-    write_report(out / "report.html", title=f"pretrain: {out.name}", metrics=metrics, history=result.history, notes=notes)
-    logger.info(f"final model: {out / 'final'}; validation loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f}")
+             f"validation: {prepared.data.validation.source}"]
+    write_report(out / "report.html", title=f"pretrain: {out.name}", metrics=metrics, history=result.history,
+                 notes=notes)
+    logger.info(f"final model: {out / 'final'}; validation loss {metrics['loss']:.4f}, "
+                f"perplexity {metrics['perplexity']:.2f}")
     return metrics
 
 

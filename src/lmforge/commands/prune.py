@@ -8,9 +8,10 @@ from typing import Any
 from lmforge import config as config_mod
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
+from lmforge.models.folder import CONFIG_FILE
 from lmforge.outputs import Output, check_outputs
-from lmforge.registry import build_task
-from lmforge.train.checkpoint import CONFIG_FILE
+from lmforge.tasks import build_task
+from lmforge.tasks.contracts import ClassifiesSequences
 
 
 def run(model: str, out: str, heads: float = 0.3, recover_steps: int = 200, linear: float = 0.0,
@@ -19,38 +20,33 @@ def run(model: str, out: str, heads: float = 0.3, recover_steps: int = 200, line
 
     Data and training options come from the model's saved run config, changed by `overrides`.
     """
-    from transformers import AutoModelForSequenceClassification
-
-    from lmforge.commands.evaluate import write_evaluation
     from lmforge.compress import prune
     from lmforge.compress.train import fit_to_folder, save_to_folder
-    from lmforge.models.load import load_model, load_tokenizer
-    from lmforge.tasks.distill import agreement
-    from lmforge.train.device import pick_device, resolve_precision
-    from lmforge.train.infer import run_forward
+    from lmforge.run import prepare, write_evaluation
+    from lmforge.runtime.device import pick_device
+    from lmforge.runtime.forward import run_forward
+    from lmforge.tasks.distillation import agreement
 
-    cfg = _config(Path(model), out, recover_steps, overrides or [])
+    cfg = _config(Path(model), out, recover_steps, [*(overrides or []), f"overwrite={overwrite}"])
     check_outputs([Output(out, "--out", "folder")], [model, cfg.data.train, cfg.data.validation, cfg.data.test],
                   overwrite)
     task = build_task(cfg.task, cfg)
-    if task.name != "classification":
-        raise LmforgeError(f"prune works on classifiers; {model} is a {cfg.task} model")
-    data = task.load_data()
-    net = load_model(cfg.model, AutoModelForSequenceClassification).to(pick_device())
-    tokenizer = load_tokenizer(cfg.model)
-    task.bind(net, tokenizer)
-    train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
-    precision = resolve_precision(cfg.train.precision, pick_device())
-    original = run_forward(task, net, task.encode(data.test, tokenizer), 64, pick_device(), precision)["probs"]
+    if not isinstance(task, ClassifiesSequences):
+        raise LmforgeError(f"prune works on sequence classifiers; {model} is a {cfg.task} model")
+    prepared = prepare(cfg, task)
+    net, tokenizer, data = prepared.model.to(pick_device()), prepared.tokenizer, prepared.data
+    original = run_forward(task, net, task.encode(data.test, tokenizer), 64, pick_device(),
+                           prepared.precision)["probs"]
 
-    importance = prune.head_importance(task, net, train, importance_batches, cfg.train.batch_size, cfg.train.seed)
+    importance = prune.head_importance(task, net, prepared.train, importance_batches, cfg.train.batch_size,
+                                       cfg.train.seed)
     chosen = prune.choose_heads(importance, heads)
     masks = prune.prune_heads(net, chosen)
     if linear:
         masks = prune.merge(masks, prune.prune_linear(net, linear))
     hooks = prune.keep_zero(masks)
     if recover_steps:
-        result, pruned = fit_to_folder(cfg, task, net, tokenizer, train, validation, Path(out))
+        result, pruned = fit_to_folder(prepared, Path(out))
         history, stopped = result.history, f"recovery: {result.stopped} after {result.steps} steps"
     else:
         pruned, history, stopped = save_to_folder(cfg, net, tokenizer, Path(out)), None, "no recovery fine-tune"

@@ -1,4 +1,4 @@
-"""`lmforge quantize MODEL --method M --out DIR` and `lmforge export-onnx MODEL --out DIR`."""
+"""`lmforge quantize MODEL --method M --out DIR`: post-training quantization into a model folder."""
 
 from __future__ import annotations
 
@@ -18,21 +18,3 @@ def run(model: str, out: str, method: str, overwrite: bool = False) -> dict[str,
     result = quantize(Path(model), Path(out), method)
     logger.info(f"{method}: wrote {out} ({result['source_mb']:.1f} MB of weights -> {result['out_mb']:.1f} MB)")
     return result
-
-
-def export_onnx(model: str, out: str, texts: str | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Export the classifier folder `model` to ONNX in `out`, checked with onnxruntime on `texts`
-    (a file with a text column; default: a few built-in sentences)."""
-    from lmforge.compress.onnx_export import export_onnx as export
-    from lmforge.inference import run_config
-    from lmforge.registry import build_task
-
-    check_outputs([Output(out, "--out", "folder")], [model, texts], overwrite)
-    sample = None
-    if texts:
-        cfg = run_config(Path(model))
-        sample = build_task(cfg.task, cfg).read_texts(texts).texts[:32]
-    record = export(Path(model), Path(out), sample)
-    logger.info(f"wrote {Path(out) / 'model.onnx'}: onnxruntime matches PyTorch within {record['max_abs_diff']:.2e} "
-                f"on {record['texts']} texts")
-    return record

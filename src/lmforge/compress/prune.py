@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from lmforge.compress.distill import layer_stack
 from lmforge.errors import LmforgeError
-from lmforge.tasks.base import Features
+from lmforge.models.student import layer_stack
+from lmforge.tasks.contracts import Features
 from lmforge.train.batching import plan_epoch
 
 Masks = dict[torch.nn.Parameter, torch.Tensor]  # parameter -> 0/1 tensor of its shape (0: pruned)
@@ -45,7 +45,7 @@ def attention_layers(model: Any) -> list[Attention]:
         Attention(m.self.query, m.self.key, m.self.value, m.output.dense, m.self.num_attention_heads,
                   m.self.attention_head_size)
         for m in model.modules()
-        if hasattr(m, "self") and hasattr(getattr(m, "self"), "query") and hasattr(getattr(m, "output", None), "dense")
+        if hasattr(m, "self") and hasattr(m.self, "query") and hasattr(getattr(m, "output", None), "dense")
     ]
     if not found:
         raise LmforgeError(f"head pruning supports BERT-family encoders; {type(model).__name__} has no attention "

@@ -10,29 +10,29 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from lmforge import config as config_mod
 from lmforge.config import Config
 from lmforge.inference import Loaded, load
-from lmforge.tasks.base import Features
+from lmforge.run import Prepared, fit_prepared
+from lmforge.tasks.contracts import Model
 from lmforge.train.checkpoint import save_model_folder
-from lmforge.train.loop import FitResult, fit
+from lmforge.train.loop import FitResult
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
-def fit_to_folder(cfg: Config, task: Any, model: Any, tokenizer: Any, train: Features, validation: Features,
-                  out: Path) -> tuple[FitResult, Loaded]:
-    """Fit with `cfg` in <out>/run, keep its best model as the folder `out`, and load it."""
-    run_cfg = dataclasses.replace(cfg, output_dir=str(out / "run"))
+def fit_to_folder(prepared: Prepared, out: Path) -> tuple[FitResult, Loaded]:
+    """Fit the prepared run in <out>/run, keep its best model as the folder `out`, and load it."""
     shutil.rmtree(out / "run", ignore_errors=True)  # no stale checkpoint or curves from an earlier run
-    config_mod.save(run_cfg, out / "run" / "config.yaml")
-    result = fit(run_cfg, task, model, tokenizer, train, validation)
+    result = fit_prepared(prepared, out / "run")
     _promote(result.best_dir, out)
     shutil.rmtree(out / "run" / "checkpoint", ignore_errors=True)  # the commands do not resume
     return result, load(out, precision=result.precision)
 
 
-def save_to_folder(cfg: Config, model: Any, tokenizer: Any, out: Path) -> Loaded:
+def save_to_folder(cfg: Config, model: Model, tokenizer: PreTrainedTokenizerBase, out: Path) -> Loaded:
     """Save an untrained (e.g. pruned only) model as the folder `out`, and load it."""
     run_cfg = dataclasses.replace(cfg, output_dir=str(out / "run"))
     save_model_folder(out / "run" / "best", model, tokenizer, run_cfg)

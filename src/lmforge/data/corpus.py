@@ -18,7 +18,7 @@ from typing import Iterator
 
 from lmforge.atomic import write_dir
 from lmforge.data.normalize import NearDuplicates, fingerprint, language, normalize
-from lmforge.data.readers import decode_error_message
+from lmforge.data.readers import decode_error_message, file_bytes
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
 
@@ -66,14 +66,17 @@ def input_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def read_documents(path: Path, text_field: str = "text", encoding: str = "utf-8") -> list[Document]:
-    """The documents of one corpus file; raises LmforgeError naming the file (and line) if unreadable."""
-    stem = path.name[:-3] if path.name.endswith(".gz") else path.name
+def read_documents(path: Path, text_field: str = "text", encoding: str = "utf-8", key_file: str = "") -> list[Document]:
+    """The documents of one corpus file (decrypted with `key_file` if it is a FILE.enc); raises
+    LmforgeError naming the file (and line) if unreadable."""
+    raw, outer = file_bytes(path, key_file)
+    name = path.name[: -len(".enc")] if outer != path.suffix.lower() else path.name
+    stem = name[:-3] if name.endswith(".gz") else name
     suffix = Path(stem).suffix.lower()
     if suffix not in SUFFIXES:
         raise LmforgeError(f"{path}: unsupported corpus file type {suffix or '(no suffix)'!r} "
-                           f"(supported: {', '.join(SUFFIXES)}, optionally .gz)")
-    text = _decode(path, encoding)
+                           f"(supported: {', '.join(SUFFIXES)}, optionally .gz and/or .enc)")
+    text = _decode(path, raw, name.endswith(".gz"), encoding)
     if suffix == ".txt":
         return _text_documents(path, text)
     if suffix == ".jsonl":
@@ -82,7 +85,7 @@ def read_documents(path: Path, text_field: str = "text", encoding: str = "utf-8"
 
 
 def iter_corpus(inputs: list[str], text_field: str = "text", strict: bool = False,
-                stats: CorpusStats | None = None, encoding: str = "utf-8") -> Iterator[Document]:
+                stats: CorpusStats | None = None, encoding: str = "utf-8", key_file: str = "") -> Iterator[Document]:
     """Documents of every input file, in order. Bad files are recorded in `stats` and skipped,
     or (strict) raise before the first document is yielded."""
     files = input_files(inputs)
@@ -90,7 +93,7 @@ def iter_corpus(inputs: list[str], text_field: str = "text", strict: bool = Fals
     readable: list[tuple[Path, list[Document]]] = []
     for path in files:
         try:
-            readable.append((path, read_documents(path, text_field, encoding)))
+            readable.append((path, read_documents(path, text_field, encoding, key_file)))
         except LmforgeError as err:
             if strict:
                 raise LmforgeError(f"{err} (drop the file, or build without --strict to skip it)") from None
@@ -142,13 +145,16 @@ def build_corpus(inputs: list[str], out: Path, dedup: str = "exact", min_chars: 
     return stats
 
 
-def load_texts(source: str, text_field: str = "text", encoding: str = "utf-8") -> list[str]:
-    """Texts for pretraining: a built corpus folder, or raw corpus files/folders (normalised here;
-    bad files are refused, since a training run should not silently lose part of its data)."""
+def load_texts(source: str, text_field: str = "text", encoding: str = "utf-8", key_file: str = "") -> list[str]:
+    """Texts for pretraining: a built corpus folder (also one encrypted by `lmforge encrypt`), or raw
+    corpus files/folders (normalised here; bad files are refused, since a training run should not
+    silently lose part of its data)."""
     path = Path(source)
-    if (path / DOCS_FILE).is_file():
-        return [d.text for d in read_documents(path / DOCS_FILE)]
-    texts = [normalize(d.text) for d in iter_corpus([source], text_field, strict=True, encoding=encoding)]
+    for built in (path / DOCS_FILE, path / f"{DOCS_FILE}.enc"):
+        if built.is_file():
+            return [d.text for d in read_documents(built, key_file=key_file)]
+    texts = [normalize(d.text) for d in iter_corpus([source], text_field, strict=True, encoding=encoding,
+                                                      key_file=key_file)]
     return [t for t in texts if t]
 
 
@@ -170,9 +176,8 @@ def _drop_reason(text: str, min_chars: int, max_chars: int, seen: set[bytes] | N
     return None
 
 
-def _decode(path: Path, encoding: str) -> str:
-    raw = path.read_bytes()
-    if path.name.endswith(".gz"):
+def _decode(path: Path, raw: bytes, gzipped: bool, encoding: str) -> str:
+    if gzipped:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as err:

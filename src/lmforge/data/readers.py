@@ -42,7 +42,7 @@ def read_rows(path: str | Path, encoding: str = "utf-8", key_file: str = "") -> 
         raise LmforgeError(f"file not found: {path}")
     if path.is_dir():
         return _read_hf_folder(path)
-    data, suffix = _file_bytes(path, key_file)
+    data, suffix = file_bytes(path, key_file)
     reader = _TEXT_READERS.get(suffix)
     if reader is not None:
         return reader(path, _decode(path, data, encoding))
@@ -52,8 +52,11 @@ def read_rows(path: str | Path, encoding: str = "utf-8", key_file: str = "") -> 
                        f"supported: {SUPPORTED}")
 
 
-def _file_bytes(path: Path, key_file: str) -> tuple[bytes, str]:
-    """The file's content and the suffix that names its format (the inner one of FILE.csv.enc)."""
+def file_bytes(path: Path, key_file: str) -> tuple[bytes, str]:
+    """The file's content and the suffix that names its format (the inner one of FILE.csv.enc).
+
+    Every reader of user files goes through here, so encryption at rest covers tables and raw
+    corpora alike."""
     from lmforge.privacy.crypto import SUFFIX, decrypt_file
 
     if path.suffix.lower() != SUFFIX:

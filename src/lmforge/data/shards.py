@@ -40,7 +40,7 @@ def write_tokens(texts: Sequence[str], tokenizer: Any, path: Path, separator_id:
         old = json.loads(meta_path.read_text())
         if {k: old.get(k) for k in meta} == meta:
             return old
-    ids, starts = _encode(texts, tokenizer, separator_id, word_starts)
+    ids, starts = encode_tokens(texts, tokenizer, separator_id, word_starts)
     write_file(path, lambda tmp: ids.astype(meta["dtype"]).tofile(tmp))
     if word_starts:
         write_file(path.with_suffix(".words"), lambda tmp: starts.tofile(tmp))
@@ -49,7 +49,10 @@ def write_tokens(texts: Sequence[str], tokenizer: Any, path: Path, separator_id:
     return meta
 
 
-def _encode(texts: Sequence[str], tokenizer: Any, separator_id: int, word_starts: bool) -> tuple[np.ndarray, np.ndarray]:
+def encode_tokens(texts: Sequence[str], tokenizer: Any, separator_id: int, word_starts: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of `texts` joined by `separator_id` (int64), and their word-start flags (uint8; empty
+    without `word_starts`)."""
     chunks: list[np.ndarray] = []
     flags: list[np.ndarray] = []
     for start in range(0, len(texts), ENCODE_BATCH):
@@ -83,16 +86,22 @@ def _tokenizer_hash(tokenizer: Any) -> str:
     return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()[:16]
 
 
+def open_blocks(path: Path, dtype: str, length: int, limit: int = 0, word_starts: bool = False) -> Blocks:
+    """The blocks of a token file written by `write_tokens`, memory-mapped (read lazily)."""
+    words = np.memmap(path.with_suffix(".words"), dtype=np.uint8, mode="r") if word_starts else None
+    return Blocks(np.memmap(path, dtype=dtype, mode="r"), words, length, limit)
+
+
 class Blocks(Sequence):
-    """Fixed-length windows of a token file as features ({"input_ids": int64 array}), read lazily.
+    """Fixed-length windows of a token array (a memory-mapped file, or in memory) as features
+    ({"input_ids": int64 array}, plus "word_starts" when word flags are given).
 
     `limit` keeps only the first n blocks (evaluation uses a fixed subset); the trailing partial
     block is dropped, as every block must have the same length.
     """
 
-    def __init__(self, path: Path, dtype: str, length: int, limit: int = 0, word_starts: bool = False):
-        self.tokens = np.memmap(path, dtype=dtype, mode="r")
-        self.words = np.memmap(path.with_suffix(".words"), dtype=np.uint8, mode="r") if word_starts else None
+    def __init__(self, tokens: np.ndarray, words: np.ndarray | None, length: int, limit: int = 0):
+        self.tokens, self.words = tokens, words
         self.length = length
         n = len(self.tokens) // length
         self.n = min(n, limit) if limit else n

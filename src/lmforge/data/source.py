@@ -1,20 +1,48 @@
-"""Reading a configured data file: the format reader, then the optional PII redaction step."""
+"""Reading configured data: the one path every task's data takes, for tables and raw corpora alike.
+
+`data.encoding`, `data.key_file` (files encrypted by `lmforge encrypt`), `data.text_column` and
+`data.redact_pii` apply here, so no task can read its data around them.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from lmforge.config import DataConfig
+from lmforge.data.corpus import load_texts
 from lmforge.data.readers import Row, read_rows
 from lmforge.log import logger
 
 
 def read_data(path: str, cfg: DataConfig) -> list[Row]:
-    """Rows of `path` decoded with `data.encoding` (decrypted with `data.key_file` if it is a .enc
-    file); personal data replaced when `data.redact_pii`."""
+    """Rows of a table file (.csv .tsv .jsonl .json .parquet, a datasets folder), personal data
+    replaced when `data.redact_pii`."""
     rows = read_rows(path, cfg.encoding, cfg.key_file)
     if cfg.redact_pii:
         from lmforge.privacy.pii import redact_rows
 
         rows, counts, changed = redact_rows(rows)
-        found = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()) if n) or "none"
-        logger.info(f"{path}: redacted personal data in {changed} rows ({found})")
+        _log_redaction(path, counts, changed, "rows")
     return rows
+
+
+def read_corpus(path: str, cfg: DataConfig) -> list[str]:
+    """Documents of a corpus (a `lmforge corpus build` folder, or .txt/.jsonl/.json files and folders;
+    the text field of JSON is `data.text_column`), personal data replaced when `data.redact_pii`."""
+    texts = load_texts(path, cfg.text_column, cfg.encoding, cfg.key_file)
+    if cfg.redact_pii:
+        from lmforge.privacy.pii import redact
+
+        counts: Counter[str] = Counter()
+        changed = 0
+        for i, text in enumerate(texts):
+            texts[i], found = redact(text)
+            counts.update(found)
+            changed += bool(found)
+        _log_redaction(path, counts, changed, "documents")
+    return texts
+
+
+def _log_redaction(path: str, counts: Counter[str], changed: int, unit: str) -> None:
+    found = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()) if n) or "none"
+    logger.info(f"{path}: redacted personal data in {changed} {unit} ({found})")

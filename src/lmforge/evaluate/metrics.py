@@ -45,8 +45,8 @@ def expected_calibration_error(
 
 
 def classification_metrics(
-    y_true: Sequence[int],
-    y_pred: Sequence[int],
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
     probs: np.ndarray | None,
     labels: list[str],
 ) -> dict:

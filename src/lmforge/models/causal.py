@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from lmforge.config import Config
+from lmforge.decoding import ensure_template
 from lmforge.errors import LmforgeError
-from lmforge.generation import ensure_template
 from lmforge.log import logger
 from lmforge.models.load import load_model, load_tokenizer
 from lmforge.models.presets import decoder_config
@@ -25,7 +25,8 @@ def build_causal_lm(cfg: Config) -> tuple[Any, Any]:
     tokenizer = load_tokenizer(cfg.model)
     ensure_template(tokenizer, cfg.generation.template)
     if cfg.model.preset:
-        model = AutoModelForCausalLM.from_config(decoder_config(cfg.model.preset, len(tokenizer), tokenizer, cfg.model.max_length))
+        model = AutoModelForCausalLM.from_config(decoder_config(cfg.model.preset, len(tokenizer), tokenizer,
+                                                                cfg.model.max_length))
         logger.warning(f"model: decoder preset '{cfg.model.preset}' with RANDOM weights (no pretrained checkpoint)")
     else:
         model = load_model(cfg.model, AutoModelForCausalLM)

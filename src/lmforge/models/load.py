@@ -23,7 +23,7 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     if not source:
         raise LmforgeError("set model.path (a pretrained checkpoint) or model.preset plus model.tokenizer")
     folder = as_folder(source)
-    tok = _hub_call(source, lambda: AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code))
+    tok = hub_call(source, lambda: AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code))
     if tok.pad_token is None:  # decoders often ship without one; batching needs it
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
@@ -34,7 +34,7 @@ def load_model(cfg: ModelConfig, auto_class: Any, **kwargs: Any) -> Any:
     if not cfg.path:
         raise LmforgeError("model.path is empty: give a checkpoint folder, hub id or .gguf file, or set model.preset")
     folder = as_folder(cfg.path)
-    return _hub_call(
+    return hub_call(
         cfg.path,
         lambda: auto_class.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code, **kwargs),
     )
@@ -92,7 +92,7 @@ def _dequantised_folder(path: Path) -> Path:
     return target
 
 
-def _hub_call(source: str, load: Callable[[], Any]) -> Any:
+def hub_call(source: str, load: Callable[[], Any]) -> Any:
     """Run a from_pretrained call, turning 'not found / offline' into one clear message."""
     try:
         return load()

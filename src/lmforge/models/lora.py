@@ -36,7 +36,7 @@ def merge_folder(folder: Path, out: Path) -> None:
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
 
-    from lmforge.inference import run_config
+    from lmforge.models.folder import run_config
     from lmforge.privacy.card import read_privacy
     from lmforge.train.checkpoint import save_model_folder
 

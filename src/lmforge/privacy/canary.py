@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lmforge.atomic import write_file, write_text
-from lmforge.data.conversations import qa_columns, detect_format
+from lmforge.data.conversations import detect_format, qa_columns
 from lmforge.data.readers import read_rows
 from lmforge.data.writers import writer_for
 from lmforge.errors import LmforgeError

@@ -1,10 +1,10 @@
 """Differentially private training (DP-SGD) through Opacus: clip each example's gradient, add noise.
 
-The loop stays ours: this module only supplies the pieces DP-SGD changes. `build_dp` turns the
-config, the training-set size and the planned steps into a `DPTraining`, which hooks the model
-(per-example gradient norms), replaces the backward pass (clipped gradients), wraps the optimizer
-(Gaussian noise) and owns the accountant that turns (noise multiplier, sample rate, steps) into the
-epsilon spent so far.
+The loop stays ours: `DPTraining` is a training strategy (`lmforge.train.strategy.Strategy`) that
+supplies only the pieces DP-SGD changes. `build_dp` turns the config, the training-set size and the
+planned steps into one; it draws Poisson batches, hooks the model (per-example gradient norms),
+replaces the backward pass (clipped gradients), wraps the optimizer (Gaussian noise) and owns the
+accountant that turns (noise multiplier, sample rate, steps) into the epsilon spent so far.
 
 Clipping is Opacus' ghost clipping (Li et al. 2021; Bu et al. 2023): a first backward pass yields
 each example's gradient *norm* from the layer inputs and output gradients, without materialising
@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from lmforge.config import Config, DPConfig
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.runtime.collate import Batch
+from lmforge.tasks.contracts import PerExampleLosses, Trainable
+from lmforge.train.batching import poisson_epoch
 
 ACCOUNTANTS = ("rdp", "prv")
 
@@ -48,7 +51,6 @@ class DPTraining:
     delta: float
     batch_size: int
     mechanism: str = "rdp"
-    freeze_embeddings: bool = False
     accountant: Any = field(default=None, repr=False)
     module: Any = field(default=None, repr=False)  # Opacus' hooks, once `wrap` set them
     optimizer: Any = field(default=None, repr=False)  # the noising optimizer `wrap` returned
@@ -58,23 +60,8 @@ class DPTraining:
 
         self.accountant = create_accountant(mechanism=self.mechanism)
 
-    def freeze(self, model: torch.nn.Module) -> None:
-        """Freeze the token-embedding table (privacy.dp.freeze_embeddings).
-
-        Fewer trainable parameters means less noise in total, and ghost clipping cannot handle an
-        embedding tied to the output layer, so a tied decoder needs this. It is off by default
-        because the table is also where a small model learns which characters carry the label:
-        on zh sentiment (bench/dp_utility.py, pretrained tiny encoder, epsilon 8) training it
-        scored 0.738, freezing it 0.644.
-        """
-        table = model.get_input_embeddings() if self.freeze_embeddings else None
-        if table is None or not any(p.requires_grad for p in table.parameters()):
-            return
-        table.requires_grad_(False)
-        output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        tied = output is not None and output.weight is table.weight
-        logger.info(f"DP-SGD: token embeddings frozen ({table.weight.numel():,} parameters"
-                    f"{', tied to the output layer' if tied else ''}); privacy.dp.freeze_embeddings=false trains them")
+    def prepare(self, model: torch.nn.Module) -> None:
+        pass  # parameters to freeze (train.freeze_embeddings) are frozen by the loop for every strategy
 
     def wrap(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Any:
         """Hook `model`'s own layers for per-example gradient norms (so calling `model` itself
@@ -94,6 +81,17 @@ class DPTraining:
                                                          expected_batch_size=self.batch_size, loss_reduction="mean")
         self.optimizer.attach_step_hook(lambda _: self.step())  # runs once per real (noised) step
         return self.optimizer
+
+    def plan(self, lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+        """Poisson batches: the privacy analysis assumes each example joins each step independently."""
+        return poisson_epoch(len(lengths), batch_size, seed, epoch)
+
+    def loss_scale(self, count: float, processes: int) -> float:
+        return 1.0  # the loss stays a sum: clipping is per example, the optimizer divides by the expected batch
+
+    def loss(self, task: Trainable, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        assert isinstance(task, PerExampleLosses), "build_dp refuses tasks without per-example losses"
+        return task.losses(model, batch)
 
     def backward(self, losses: torch.Tensor) -> None:
         """Add the clipped gradients of one micro-batch to the parameters' `.grad`.
@@ -136,32 +134,41 @@ class DPTraining:
                 "max_grad_norm": self.max_grad_norm, "sample_rate": self.sample_rate, "batch_size": self.batch_size,
                 "steps": sum(steps for _, _, steps in self.accountant.history), "accountant": self.mechanism}
 
-    def prepare_empty_step(self) -> None:
-        """Let the optimizer step on an empty Poisson batch: a zero gradient, so the update is
-        pure noise, exactly what the privacy analysis assumes for an empty draw."""
-        for p in self.optimizer.params:
-            p.grad = torch.zeros_like(p)
+    def before_step(self, model: torch.nn.Module, empty: bool) -> None:
+        """Clipping happened per example in `backward`. An empty Poisson batch still steps, with a zero
+        gradient, so the update is pure noise: exactly what the privacy analysis assumes for it."""
+        if empty:
+            for p in self.optimizer.params:
+                p.grad = torch.zeros_like(p)
+
+    def eval_record(self) -> dict[str, float]:
+        return {"dp_epsilon": self.epsilon(), "dp_delta": self.delta}
 
     def state_dict(self) -> dict[str, Any]:
         return {"mechanism": self.mechanism, "history": [list(h) for h in self.accountant.history]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            raise LmforgeError("--resume: the checkpoint was written without DP-SGD, so its privacy spend "
+                               "is unknown; start a fresh run")
         if state.get("mechanism") != self.mechanism:
             raise LmforgeError(f"--resume: the checkpoint's privacy accountant is {state.get('mechanism')!r}, "
                                f"this run uses {self.mechanism!r} (privacy.dp.accountant)")
         self.accountant.history = [tuple(h) for h in state["history"]]
 
 
-def build_dp(cfg: Config, n_train: int, steps: int, num_processes: int) -> DPTraining | None:
+def build_dp(cfg: Config, task: Trainable, n_train: int, steps: int, num_processes: int) -> DPTraining | None:
     """The run's DP-SGD settings, or None when privacy.dp is off; checks the run can be made private."""
     dp = cfg.privacy.dp
     if not dp_enabled(dp):
         return None
+    if not isinstance(task, PerExampleLosses):
+        raise LmforgeError(f"DP-SGD is not available for task {task.name}: it needs each example's loss")
     _check_settings(cfg, n_train, num_processes)
     delta = dp.delta or 1.0 / (10 * n_train)
     q = min(cfg.train.batch_size / n_train, 1.0)
     sigma = dp.noise_multiplier or _noise_for_target(dp, delta, q, steps)
-    run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant, dp.freeze_embeddings)
+    run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant)
     logger.info(f"DP-SGD: noise multiplier {sigma:.4f}, sample rate {q:.4g}, clip {dp.max_grad_norm}, "
                 f"delta {delta:.3g}, {dp.accountant} accountant over {steps} planned steps")
     return run
@@ -241,7 +248,7 @@ def check_supported(model: torch.nn.Module) -> None:
     errors += [f"{name}: a trainable parameter held in a container, used outside any layer's forward "
                "(e.g. LoRA on an embedding), so no per-example gradient is recorded" for name in _unhooked(model)]
     errors += [f"{' and '.join(names)}: one trainable weight used by several layers (tied), whose per-example "
-               "gradient norms ghost clipping cannot combine (privacy.dp.freeze_embeddings=true freezes tied "
+               "gradient norms ghost clipping cannot combine (train.freeze_embeddings=true freezes tied "
                "token embeddings)" for names in _tied(model)]
     if errors:
         listed = "\n  ".join(str(e) for e in errors)

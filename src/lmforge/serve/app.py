@@ -19,9 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lmforge.inference import load
 from lmforge.log import logger
 from lmforge.serve import openai_routes
-from lmforge.serve.batcher import Batcher, QueueFull
+from lmforge.serve.batcher import Batcher
 from lmforge.serve.engine import Engine
-from lmforge.serve.guards import ApiKey, BodyLimit, error_body
+from lmforge.serve.guards import ApiKey, BodyLimit, check_model, check_texts, error_body, submit
 from lmforge.serve.metrics import Metrics, MetricsMiddleware
 from lmforge.serve.schemas import ClassifyRequest
 
@@ -70,40 +70,6 @@ def run(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | No
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 
 
-async def submit(request: Request, item: Any) -> Any:
-    """Queue one item for the batch worker: 429 when the queue is full, 504 past the timeout."""
-    try:
-        return await request.app.state.batcher.submit(item, request.app.state.limits["timeout_s"])
-    except QueueFull:
-        raise HTTPException(429, "the server is busy (request queue full, max_queue); retry later") from None
-    except asyncio.TimeoutError:
-        raise HTTPException(504, "the model did not answer within the timeout (timeout_s)") from None
-
-
-def check_model(engine: Engine, name: str | None, task: str, needs: str = "") -> None:
-    """404 for another model's name; 400 when this model cannot do what the endpoint does."""
-    if name is not None and name != engine.name:
-        raise HTTPException(404, f"model '{name}' not found; this server serves '{engine.name}'")
-    if engine.task != task:
-        raise HTTPException(400, f"'{engine.name}' is a {engine.task} model; this endpoint needs "
-                                 f"{needs or f'a {task} model'}")
-
-
-def check_count(n: int, limit: int, what: str = "inputs") -> None:
-    if n > limit:
-        raise HTTPException(422, f"{n} {what} is over the limit of {limit} (max_inputs)")
-
-
-def check_texts(app: FastAPI, given: str | list[str]) -> list[str]:
-    """The request's texts as a list: 422 when there are none, too many, or an empty one."""
-    texts = [given] if isinstance(given, str) else given
-    check_count(len(texts), app.state.limits["max_inputs"])
-    empty = [i for i, t in enumerate(texts) if not t.strip()]
-    if empty or not texts:
-        raise HTTPException(422, f"input {empty[0]} is empty" if empty else "input is an empty list")
-    return texts
-
-
 def _add_routes(app: FastAPI) -> None:
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -117,12 +83,12 @@ def _add_routes(app: FastAPI) -> None:
     async def models() -> dict[str, Any]:
         engine = app.state.engine
         return {"object": "list", "data": [{"id": engine.name, "object": "model", "owned_by": "lmforge",
-                                            "task": engine.task}]}
+                                            "task": engine.kind}]}
 
     @app.post("/v1/classify")
     async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
         engine = app.state.engine
-        check_model(engine, body.model, "classification")
+        check_model(engine, body.model, engine.classifies, "a classification model")
         if engine.headless:
             raise HTTPException(400, f"'{engine.name}' is an encoder without a trained classification head; "
                                      "use /v1/embeddings")

@@ -1,6 +1,6 @@
 """The model side of the server: classify and embed texts, complete prompts (batched), stream one prompt.
 
-Decoding is `lmforge.generation`'s (`complete`, `stream`): the engine adds what a server needs around
+Decoding is `lmforge.decoding`'s (`complete`, `stream`): the engine adds what a server needs around
 it, namely request settings turned into a decoding config, jobs grouped so equal settings share one
 batch, and token counts under the tokenizer's lock (handlers, the batch worker and streams run at once).
 """
@@ -14,7 +14,9 @@ from typing import Any, Callable, Hashable, Iterator, TypeVar
 import numpy as np
 
 from lmforge.config import GenerationConfig
-from lmforge.generation import Completion, complete, cut_at_stop, prompt_text, stream, tokenizer_lock
+from lmforge.decoding import Completion, complete, cut_at_stop, prompt_text, stream, tokenizer_lock
+from lmforge.inference import Loaded
+from lmforge.tasks.contracts import ClassifiesSequences, Generates
 
 T = TypeVar("T")
 # Tokens an embedding reads at most, as `lmforge kb` embeds (and all-MiniLM was trained): vectors
@@ -34,20 +36,30 @@ class Job:
 class Engine:
     """A loaded model (`lmforge.load`) plus what the server needs around it."""
 
-    def __init__(self, loaded: Any, name: str):
+    def __init__(self, loaded: Loaded, name: str):
         self.loaded, self.name = loaded, name
         self.tokenizer = loaded.tokenizer
         self.context = getattr(loaded.model.config, "max_position_embeddings", None)
 
     @property
-    def task(self) -> str:
+    def kind(self) -> str:
+        """What the model is, for messages and /v1/models (never used to decide what it can do)."""
         return self.loaded.task.name
+
+    @property
+    def classifies(self) -> bool:
+        """Sequence classifiers classify and embed (their encoder's hidden states are pooled)."""
+        return isinstance(self.loaded.task, ClassifiesSequences)
+
+    @property
+    def generates(self) -> bool:
+        return isinstance(self.loaded.task, Generates)
 
     @property
     def headless(self) -> bool:
         """A plain encoder folder (e.g. all-MiniLM): it embeds, but its classification head is untrained."""
         architectures = getattr(self.loaded.model.config, "architectures", None) or []
-        return self.task == "classification" and not any(a.endswith("ForSequenceClassification") for a in architectures)
+        return self.classifies and not any(a.endswith("ForSequenceClassification") for a in architectures)
 
     def run(self, items: list[tuple[str, Any]]) -> list[Any]:
         """One batch from the queue: ("classify" | "embed" | "complete", payload) items, each kind in one call."""

@@ -1,11 +1,18 @@
-"""ASGI middleware that refuses a request before any route runs: API key (401), body size (413)."""
+"""Everything a request must pass: the API key (401) and body size (413) as ASGI middleware before
+any route runs; then, in the routes, the model and its capability (404/400), input counts and
+emptiness (422), and admission to the batch queue (429 when full, 504 past the timeout)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any, Callable
 
+from fastapi import FastAPI, HTTPException, Request
 from starlette.responses import JSONResponse
+
+from lmforge.serve.batcher import QueueFull
+from lmforge.serve.engine import Engine
 
 OPEN_PATHS = {"/health"}  # liveness probes carry no key
 
@@ -72,3 +79,37 @@ class BodyLimit:
     async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
         message = f"request body is over the limit of {self.limit} bytes (max_body_bytes)"
         await JSONResponse(error_body(413, message, "invalid_request_error"), 413)(scope, receive, send)
+
+
+async def submit(request: Request, item: Any) -> Any:
+    """Queue one item for the batch worker: 429 when the queue is full, 504 past the timeout."""
+    try:
+        return await request.app.state.batcher.submit(item, request.app.state.limits["timeout_s"])
+    except QueueFull:
+        raise HTTPException(429, "the server is busy (request queue full, max_queue); retry later") from None
+    except asyncio.TimeoutError:
+        raise HTTPException(504, "the model did not answer within the timeout (timeout_s)") from None
+
+
+def check_model(engine: Engine, name: str | None, able: bool, needs: str) -> None:
+    """404 for another model's name; 400 when this model cannot do what the endpoint does (`able`,
+    one of the engine's capabilities)."""
+    if name is not None and name != engine.name:
+        raise HTTPException(404, f"model '{name}' not found; this server serves '{engine.name}'")
+    if not able:
+        raise HTTPException(400, f"'{engine.name}' is a {engine.kind} model; this endpoint needs {needs}")
+
+
+def check_count(n: int, limit: int, what: str = "inputs") -> None:
+    if n > limit:
+        raise HTTPException(422, f"{n} {what} is over the limit of {limit} (max_inputs)")
+
+
+def check_texts(app: FastAPI, given: str | list[str]) -> list[str]:
+    """The request's texts as a list: 422 when there are none, too many, or an empty one."""
+    texts = [given] if isinstance(given, str) else given
+    check_count(len(texts), app.state.limits["max_inputs"])
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty or not texts:
+        raise HTTPException(422, f"input {empty[0]} is empty" if empty else "input is an empty list")
+    return texts

@@ -35,7 +35,8 @@ class Metrics:
     def render(self) -> str:
         lines = ["# HELP lmforge_requests_total HTTP requests by endpoint and status.",
                  "# TYPE lmforge_requests_total counter"]
-        lines += [f'lmforge_requests_total{{endpoint="{e}",status="{s}"}} {n}' for (e, s), n in sorted(self.requests.items())]
+        lines += [f'lmforge_requests_total{{endpoint="{e}",status="{s}"}} {n}' for (e, s),
+                  n in sorted(self.requests.items())]
         lines += ["# HELP lmforge_request_seconds Request latency (streams: until the last byte).",
                   "# TYPE lmforge_request_seconds histogram"]
         for e in sorted(self.latency_count):
@@ -44,7 +45,8 @@ class Metrics:
                       f'lmforge_request_seconds_sum{{endpoint="{e}"}} {self.latency_sum[e]:.6f}',
                       f'lmforge_request_seconds_count{{endpoint="{e}"}} {self.latency_count[e]}']
         lines += ["# HELP lmforge_tokens_generated_total Completion tokens generated.",
-                  "# TYPE lmforge_tokens_generated_total counter", f"lmforge_tokens_generated_total {self.tokens_generated}",
+                  "# TYPE lmforge_tokens_generated_total counter",
+                  f"lmforge_tokens_generated_total {self.tokens_generated}",
                   "# HELP lmforge_queue_depth Requests waiting for the batch worker.",
                   "# TYPE lmforge_queue_depth gauge", f"lmforge_queue_depth {self.queue_depth()}"]
         return "\n".join(lines) + "\n"

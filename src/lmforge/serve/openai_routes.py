@@ -13,20 +13,19 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
-from lmforge.generation import Completion
+from lmforge.decoding import Completion
 from lmforge.log import logger
 from lmforge.serve.engine import Engine, Job, StopCutter
+from lmforge.serve.guards import check_count, check_model, check_texts, submit
 from lmforge.serve.schemas import ChatRequest, CompletionRequest, EmbeddingRequest, Sampling
 
 
 def add(app: FastAPI) -> None:
     """Register the OpenAI routes on `app` (state set up by `create_app`)."""
-    from lmforge.serve.app import check_count, check_model, check_texts, submit
-
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
         engine = app.state.engine
-        check_model(engine, body.model, "classification", needs="an encoder model (BERT-like)")
+        check_model(engine, body.model, engine.classifies, "an encoder model (BERT-like)")
         dim = engine.loaded.model.config.hidden_size
         if body.dimensions not in (None, dim):
             raise HTTPException(422, f"dimensions={body.dimensions}: '{engine.name}' makes {dim}-dimensional vectors")
@@ -41,7 +40,7 @@ def add(app: FastAPI) -> None:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> Any:
         engine = app.state.engine
-        check_model(engine, body.model, "generation")
+        check_model(engine, body.model, engine.generates, "a generation model")
         if body.messages[-1].role == "assistant":
             raise HTTPException(422, "the last message must be from the user or system, not the assistant")
         prompt = engine.chat_prompt([m.model_dump() for m in body.messages])
@@ -56,7 +55,7 @@ def add(app: FastAPI) -> None:
     @app.post("/v1/completions", response_model=None)
     async def completions(body: CompletionRequest, request: Request) -> Any:
         engine = app.state.engine
-        check_model(engine, body.model, "generation")
+        check_model(engine, body.model, engine.generates, "a generation model")
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         check_count(len(prompts), app.state.limits["max_inputs"], "prompts")
         if not prompts:

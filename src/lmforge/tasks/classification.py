@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,10 +16,13 @@ from lmforge.data.validate import check_text, duplicate_count, overlap_count, st
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.registry import register_task
-from lmforge.tasks.base import Data, Features, Outputs
-from lmforge.train.batching import pad_collate
+from lmforge.runtime.collate import Batch, Feature, Features, pad_collate
+from lmforge.tasks.contracts import Data, Examples, Metrics, Model, Outputs
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
+    from lmforge.inference import Loaded
 
 @dataclass
 class Split:
@@ -42,19 +44,21 @@ class Classification:
 
     name = "classification"
     auto_class = "AutoModelForSequenceClassification"
+    config_groups = ("classification",)
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.multi = cfg.classification.multi_label
         self.label_names: list[str] = []
         self.class_weights: torch.Tensor | None = None
+        self.pad_id = 0
 
     @property
     def default_metric(self) -> str:
         return "f1_micro" if self.multi else "f1_macro"
 
     # ---- data -------------------------------------------------------------------------------
-    def load_data(self) -> Data:
+    def load_data(self) -> Data[Split]:
         """Read train/validation/test, check every row, and fix the label set from training data."""
         d = self.cfg.data
         if not d.train:
@@ -99,7 +103,7 @@ class Classification:
             raise DataError(problems)
         return Split(path, [r.values[self.cfg.data.text_column] for r in rows], [], [r.location for r in rows])
 
-    def read_list(self, texts: list[str]) -> Split:
+    def text_split(self, texts: list[str]) -> Split:
         """Texts given directly (the Python API, the server) as an unlabelled split."""
         return Split("<input>", list(texts), [], [f"<input>:{i}" for i in range(len(texts))])
 
@@ -119,7 +123,7 @@ class Classification:
             locations.append(row.location)
         return Split(path, texts, labels, locations)
 
-    def _parse_label(self, row: Row, problems: list[Problem]) -> Any:
+    def _parse_label(self, row: Row, problems: list[Problem]) -> str | list[str] | None:
         column = self.cfg.data.label_column
         value = row.values.get(column)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -137,8 +141,8 @@ class Classification:
             value = [value]
         return sorted({str(v).strip() for v in value if str(v).strip()})
 
-    def _names(self, labels: Any) -> list[str]:
-        return labels if self.multi else [labels]
+    def _names(self, labels: str | list[str]) -> list[str]:
+        return list(labels) if isinstance(labels, list) else [labels]
 
     def _unseen_labels(self, split: Split) -> list[Problem]:
         known = set(self.label_names)
@@ -155,8 +159,9 @@ class Classification:
         fraction = self.cfg.data.validation_fraction
         keep, held = stratified_split(keys, fraction, self.cfg.train.seed)
         logger.info(f"no data.validation: holding out {len(held)} of {len(keys)} training rows (stratified)")
-        pick = lambda idx, name: Split(name, [train.texts[i] for i in idx], [train.labels[i] for i in idx],
-                                      [train.locations[i] for i in idx])
+        def pick(idx, name):
+            return Split(name, [train.texts[i] for i in idx], [train.labels[i] for i in idx],
+                                              [train.locations[i] for i in idx])
         return pick(keep, train.source), pick(held, f"{train.source} (held-out {fraction:.0%})")
 
     def _warn_overlaps(self, train: Split, validation: Split, test: Split) -> None:
@@ -168,7 +173,8 @@ class Classification:
 
     def _class_weights(self, train: Split) -> torch.Tensor:
         """Inverse-frequency weights (softmax) or negative/positive ratios (sigmoid's pos_weight)."""
-        counts = self.targets(train).sum(0) if self.multi else np.bincount(self.targets(train), minlength=len(self.label_names))
+        counts = self.targets(train).sum(0) if self.multi else np.bincount(self.targets(train),
+                                                                           minlength=len(self.label_names))
         counts = np.maximum(counts, 1).astype(np.float64)
         if self.multi:
             return torch.tensor((len(train.labels) - counts) / counts, dtype=torch.float32)
@@ -179,48 +185,48 @@ class Classification:
         index = {name: i for i, name in enumerate(self.label_names)}
         if not self.multi:
             return np.array([index[label] for label in split.labels], dtype=np.int64)
-        hot = np.zeros((len(split.labels), len(self.label_names)), dtype=np.float32)
+        hot: np.ndarray = np.zeros((len(split.labels), len(self.label_names)), dtype=np.float32)
         for row, labels in enumerate(split.labels):
             hot[row, [index[name] for name in labels]] = 1.0
         return hot
 
     # ---- model ------------------------------------------------------------------------------
-    def build_model(self, data: Data) -> tuple[Any, Any]:
+    def build_model(self, data: Data[Split]) -> tuple[Model, PreTrainedTokenizerBase]:
         from lmforge.models.classifier import build_classifier
 
         return build_classifier(self.cfg, self.label_names, data.train.texts)
 
-    def encode(self, split: Split, tokenizer: Any) -> Features:
+    def encode(self, split: Split, tokenizer: PreTrainedTokenizerBase) -> Features:
         ids = tokenizer(split.texts, truncation=True, max_length=self.cfg.model.max_length)["input_ids"]
         if not split.labels:
             return [{"input_ids": row} for row in ids]
         targets = self.targets(split)
         return [{"input_ids": row, "labels": target} for row, target in zip(ids, targets)]
 
-    def bind(self, model: Any, tokenizer: Any) -> None:
+    def bind(self, model: Model, tokenizer: PreTrainedTokenizerBase) -> None:
         """Attach to a built or loaded model: its label names and the tokenizer's pad id."""
         self.label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     # ---- loop hooks -------------------------------------------------------------------------
-    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+    def collate(self, features: Features) -> Batch:
         return pad_collate(features, self.pad_id)
 
-    def count(self, feature: dict[str, Any]) -> int:
+    def count(self, feature: Feature) -> float:
         return 1
 
-    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, model: Model, batch: Batch) -> torch.Tensor:
         return self.losses(model, batch).sum()
 
-    def losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def losses(self, model: Model, batch: Batch) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         return self.example_losses(logits, batch["labels"])
 
-    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+    def forward(self, model: Model, batch: Batch) -> Outputs:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         return self.logit_outputs(logits, batch)
 
-    def logit_outputs(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> Outputs:
+    def logit_outputs(self, logits: torch.Tensor, batch: Batch) -> Outputs:
         """Per-example outputs from a batch's logits (distillation adds its own to these)."""
         probs = torch.sigmoid(logits) if self.multi else torch.softmax(logits, -1)
         out = {"probs": probs.cpu().numpy()}
@@ -241,7 +247,7 @@ class Classification:
         return {k: v for k, v in scored.items() if isinstance(v, float)}
 
     # ---- results ----------------------------------------------------------------------------
-    def metrics(self, outputs: Outputs, truth: np.ndarray) -> dict[str, Any]:
+    def metrics(self, outputs: Outputs, truth: np.ndarray) -> Metrics:
         """The full metrics dict (per class, confusion matrix, calibration) plus mean loss."""
         from lmforge.evaluate.metrics import classification_metrics, multilabel_metrics
 
@@ -274,21 +280,24 @@ class Classification:
         """How sure each prediction is: top probability, or the mean certainty of each label decision."""
         return np.maximum(probs, 1 - probs).mean(-1) if self.multi else probs.max(-1)
 
-    def report(self, loaded: Any, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def texts(self, split: Split) -> list[str]:
+        return split.texts
+
+    def report(self, loaded: Loaded, split: Split) -> tuple[Metrics, Examples]:
         """Full metrics of a loaded model on `split`, and its most confident wrong predictions."""
         return self._report(loaded.outputs(split), split)
 
-    def baseline(self, train: Split, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def baseline(self, train: Split, split: Split) -> tuple[Metrics, Examples]:
         """Char 1-3-gram TF-IDF + logistic regression on `split`: the bar a model must clear."""
         from lmforge.evaluate.baseline import tfidf_probs
 
         probs = tfidf_probs(train.texts, self.targets(train), split.texts, self.cfg.train.seed)
         return self._report({"probs": probs}, split)
 
-    def _report(self, outputs: Outputs, split: Split, limit: int = 50) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _report(self, outputs: Outputs, split: Split, limit: int = 50) -> tuple[Metrics, Examples]:
         """Full metrics, and the most confident wrong predictions (where a person learns most)."""
         confidence = self.confidence(outputs["probs"])
-        wrong = [
+        wrong: Examples = [
             {"text": text, "label": str(truth), "pred": str(rec["label"]), "confidence": float(conf)}
             for text, truth, rec, conf in zip(split.texts, split.labels, self.predictions(outputs), confidence)
             if rec["label"] != truth

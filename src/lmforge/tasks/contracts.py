@@ -8,8 +8,9 @@ Two protocols and a few capabilities:
   encoding, reports, and the task's non-neural baseline. Every registered task implements it.
 - Capabilities are optional protocols a caller checks with `isinstance(task, Capability)` before
   relying on them (DP-SGD needs `PerExampleLosses`, `predict` needs `Predicts`, `generate` and `chat`
-  need `Generates`, `compare`/`export-onnx`/`prune`/`distill` need `ClassifiesSequences`). No caller
-  asks a task for its name to decide what it can do.
+  need `Generates`, `compare`/`export-onnx`/`prune`/`distill` need `ClassifiesSequences`, `baseline`
+  and the reports' baseline column need `Baselined`). No caller asks a task for its name to decide
+  what it can do.
 
 A task is generic in its split type `S` (the validated data of one file): callers never look
 inside a split, they only hand it back to the task that made it.
@@ -18,26 +19,26 @@ inside a split, they only hand it back to the task that made it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
+
+from lmforge.runtime.collate import Batch, Feature, Features
+from lmforge.runtime.forward import Outputs
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from lmforge.inference import Loaded
 
-Feature = dict[str, Any]  # one encoded example; always has "input_ids"
-Features = Sequence[Feature]  # a list, or a lazy sequence (pretraining's token blocks)
-Batch = dict[str, torch.Tensor]  # a collated batch
-Outputs = dict[str, np.ndarray]  # per-example arrays, first axis = example
 Metrics = dict[str, Any]  # full metrics: floats plus nested tables (per class, confusion matrix)
 Examples = list[dict[str, Any]]  # examples a report shows (worst errors, generated answers)
-Model = torch.nn.Module
-Tokenizer = "PreTrainedTokenizerBase"
+Model: TypeAlias = torch.nn.Module  # a transformers model (possibly peft- or accelerate-wrapped)
 
 S = TypeVar("S")
+S_co = TypeVar("S_co", covariant=True)  # a capability that only makes splits
+S_contra = TypeVar("S_contra", contravariant=True)  # a capability that only reads them
 
 
 @dataclass
@@ -102,9 +103,6 @@ class Task(Trainable, Protocol[S]):
     def report(self, loaded: Loaded, split: S) -> tuple[Metrics, Examples]:
         """Full metrics of a loaded model on a split, and examples to show."""
 
-    def baseline(self, train: S, split: S) -> tuple[Metrics, Examples] | None:
-        """The task's non-neural reference scored on `split`, as `report` returns; None if it has none."""
-
 
 # ---- capabilities ---------------------------------------------------------------------------------
 @runtime_checkable
@@ -116,6 +114,14 @@ class PerExampleLosses(Protocol):
 
 
 @runtime_checkable
+class Baselined(Protocol[S_contra]):
+    """A non-neural reference the model must beat (`lmforge baseline`, the baseline column of every
+    report), fitted on the training split and scored like `report`."""
+
+    def baseline(self, train: S_contra, split: S_contra) -> tuple[Metrics, Examples]: ...
+
+
+@runtime_checkable
 class CountsFlops(Protocol):
     """Training FLOPs per input token, for MFU in the logs."""
 
@@ -123,32 +129,52 @@ class CountsFlops(Protocol):
 
 
 @runtime_checkable
-class Predicts(Protocol):
+class Predicts(Protocol[S_co]):
     """Texts in, one record per text out (`lmforge predict`, `lmforge.load(p).predict`, the server)."""
 
-    def read_texts(self, path: str) -> Any: ...
+    def read_texts(self, path: str) -> S_co:
+        """An unlabelled (or labelled) file: only the text column is required."""
 
-    def text_split(self, texts: list[str]) -> Any: ...
+    def text_split(self, texts: list[str]) -> S_co:
+        """Texts given directly (the Python API, the server) as an unlabelled split."""
 
-    def predictions(self, outputs: Outputs) -> list[dict[str, Any]]: ...
+    def predictions(self, outputs: Outputs) -> list[dict[str, Any]]:
+        """One JSON-ready record per example, in order."""
+
+
+Conversation = list[dict[str, str]]  # {"role": ..., "content": ...} messages, system first if any
 
 
 @runtime_checkable
-class Generates(Protocol):
+class Generates(Protocol[S_co]):
     """Answers prompts with a causal LM (`generate`, `chat`, `kb ask --generate-with`, chat completions)."""
 
-    def conversations(self, questions: list[str]) -> list[list[dict[str, str]]]: ...
+    def conversations(self, questions: list[str]) -> list[Conversation]:
+        """Single-turn conversations asking `questions`, with the configured system prompt."""
 
-    def prompt_split(self, path: str) -> Any: ...
+    def read_prompts(self, path: str) -> list[Conversation]:
+        """Conversations to answer from a file: Q&A pairs or conversations (references dropped), or
+        bare questions."""
+
+    def conversation_split(self, conversations: list[Conversation]) -> S_co:
+        """Complete conversations as a split, to score the likelihood of their last answers."""
 
 
 @runtime_checkable
-class ClassifiesSequences(Protocol):
+class ClassifiesSequences(Protocol[S_contra]):
     """A sequence classifier with class probabilities (`compare`, `export-onnx`, `prune`, `distill`)."""
 
     label_names: list[str]
     multi: bool
 
-    def targets(self, split: Any) -> np.ndarray: ...
+    def texts(self, split: S_contra) -> list[str]:
+        """The texts of a split, in order."""
 
-    def metrics(self, outputs: Outputs, truth: np.ndarray) -> Metrics: ...
+    def targets(self, split: S_contra) -> np.ndarray:
+        """Class ids (n,) or a multi-hot matrix (n, k)."""
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Predicted class ids (n,), or a multi-hot matrix (n, k) for multi-label."""
+
+    def metrics(self, outputs: Outputs, truth: np.ndarray) -> Metrics:
+        """The full metrics dict of class probabilities against `truth`."""

@@ -11,23 +11,32 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from lmforge.config import Config
 from lmforge.data.conversations import detect_format, to_conversations
+from lmforge.data.readers import Row
 from lmforge.data.source import read_data
 from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
 from lmforge.models.lm_head import token_losses
 from lmforge.registry import register_task
-from lmforge.tasks.base import Data, Features, Outputs
-from lmforge.train.batching import pad_collate
+from lmforge.runtime.collate import Batch, Feature, Features, pad_collate
+from lmforge.tasks.contracts import Conversation, Data, Examples, Metrics, Model, Outputs
 
-Conversation = list[dict[str, str]]
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from lmforge.inference import Loaded
+
+# Columns that make a file a Q&A/conversation file (references then dropped to ask the questions),
+# and columns that hold bare questions, for `lmforge generate`.
+ANSWER_COLUMNS = {"answer", "output", "response", "completion", "messages", "conversations"}
+QUESTION_COLUMNS = ("question", "text", "prompt", "instruction", "query")
 
 
 @dataclass
@@ -46,13 +55,14 @@ class Generation:
     name = "generation"
     auto_class = "AutoModelForCausalLM"
     default_metric = "loss"
+    config_groups = ("generation", "lora")
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.pad_id = 0
 
     # ---- data -------------------------------------------------------------------------------
-    def load_data(self) -> Data:
+    def load_data(self) -> Data[Split]:
         d = self.cfg.data
         if not d.train:
             raise LmforgeError("data.train is empty: give a file of Q&A pairs or conversations")
@@ -60,18 +70,22 @@ class Generation:
         if d.validation:
             validation = self.read_split(d.validation)
         else:
-            keep, held = stratified_split(["all"] * len(train.conversations), d.validation_fraction, self.cfg.train.seed)
-            pick = lambda idx, name: Split(name, [train.conversations[i] for i in idx], [train.locations[i] for i in idx])
-            train, validation = pick(keep, train.source), pick(held, f"{train.source} (held-out {d.validation_fraction:.0%})")
+            keep, held = stratified_split(["all"] * len(train.conversations), d.validation_fraction,
+                                          self.cfg.train.seed)
+            def pick(idx, name):
+                return Split(name, [train.conversations[i] for i in idx], [train.locations[i] for i in idx])
+            train, validation = pick(keep, train.source), pick(held,
+                                                               f"{train.source} (held-out {d.validation_fraction:.0%})")
             logger.info(f"no data.validation: holding out {len(held)} conversations")
         test = self.read_split(d.test) if d.test else validation
         return Data(train, validation, test)
 
-    def read_split(self, path: str, rows: list | None = None) -> Split:
-        """Conversations of a file in any accepted format (detected), every row validated
-        (`rows`: the file's rows when the caller has read them already)."""
+    def read_split(self, path: str) -> Split:
+        """Conversations of a file in any accepted format (detected), every row validated."""
+        return self._split(path, read_data(path, self.cfg.data))
+
+    def _split(self, path: str, rows: list[Row]) -> Split:
         g = self.cfg.generation
-        rows = read_data(path, self.cfg.data) if rows is None else rows
         fmt = detect_format(rows, g.question_column, g.answer_column)
         pairs = to_conversations(rows, fmt, g.question_column, g.answer_column)
         system = [{"role": "system", "content": g.system}] if g.system else []
@@ -79,23 +93,38 @@ class Generation:
         logger.info(f"{path}: {len(pairs)} conversations ({fmt} format)")
         return Split(path, conversations, [loc for loc, _ in pairs])
 
-    def read_list(self, questions: list[str]) -> Split:
+    def conversations(self, questions: list[str]) -> list[Conversation]:
         system = [{"role": "system", "content": self.cfg.generation.system}] if self.cfg.generation.system else []
-        return Split("<input>", [system + [{"role": "user", "content": q}] for q in questions])
+        return [system + [{"role": "user", "content": q}] for q in questions]
+
+    def read_prompts(self, path: str) -> list[Conversation]:
+        """Conversations to answer: a Q&A/conversation file (its references dropped), or bare questions."""
+        rows = read_data(path, self.cfg.data)
+        columns = set().union(*(r.values for r in rows[:20])) if rows else set()
+        if columns & ANSWER_COLUMNS:
+            conversations = self._split(path, rows).conversations
+            return [c[:-1] if c[-1]["role"] == "assistant" else c for c in conversations]
+        for column in QUESTION_COLUMNS:
+            if rows and all(isinstance(r.values.get(column), str) and r.values[column].strip() for r in rows):
+                return self.conversations([r.values[column] for r in rows])
+        raise LmforgeError(f"{path}: expected a non-empty question column ({', '.join(QUESTION_COLUMNS)})")
+
+    def conversation_split(self, conversations: list[Conversation]) -> Split:
+        return Split("<input>", conversations, [f"<input>:{i}" for i in range(len(conversations))])
 
     # ---- model ------------------------------------------------------------------------------
-    def build_model(self, data: Data) -> tuple[Any, Any]:
+    def build_model(self, data: Data[Split]) -> tuple[Model, PreTrainedTokenizerBase]:
         from lmforge.models.causal import build_causal_lm
 
         return build_causal_lm(self.cfg)
 
-    def bind(self, model: Any, tokenizer: Any) -> None:
-        from lmforge.generation import ensure_template
+    def bind(self, model: Model, tokenizer: PreTrainedTokenizerBase) -> None:
+        from lmforge.decoding import ensure_template
 
         ensure_template(tokenizer, self.cfg.generation.template)  # plain HF folders may lack one
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def encode(self, split: Split, tokenizer: Any) -> Features:
+    def encode(self, split: Split, tokenizer: PreTrainedTokenizerBase) -> Features:
         """input_ids with labels on assistant tokens; rows that lose answer tokens are counted."""
         features, lost, cut = [], 0, 0
         for conversation in split.conversations:
@@ -114,24 +143,24 @@ class Generation:
         return features
 
     # ---- loop hooks -------------------------------------------------------------------------
-    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+    def collate(self, features: Features) -> Batch:
         return pad_collate(features, self.pad_id, padded={"labels": -100})
 
-    def count(self, feature: dict[str, Any]) -> int:
-        return feature["n_targets"]
+    def count(self, feature: Feature) -> float:
+        return int(feature["n_targets"])
 
-    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, model: Model, batch: Batch) -> torch.Tensor:
         return self.losses(model, batch).sum()
 
-    def losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def losses(self, model: Model, batch: Batch) -> torch.Tensor:
         return self._token_losses(model, batch).sum(1)
 
-    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+    def forward(self, model: Model, batch: Batch) -> Outputs:
         losses = self._token_losses(model, batch)
         return {"nll": losses.sum(1).detach().cpu().numpy(),
                 "tokens": (batch["labels"][:, 1:] != -100).sum(1).cpu().numpy()}
 
-    def _token_losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _token_losses(self, model: Model, batch: Batch) -> torch.Tensor:
         """Next-token cross-entropy at labelled positions, (batch, most labels in a row); 0 in the padding."""
         return token_losses(model, batch["labels"][:, 1:], input_ids=batch["input_ids"],
                             attention_mask=batch["attention_mask"])
@@ -141,26 +170,23 @@ class Generation:
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
     # ---- results ----------------------------------------------------------------------------
-    def report(self, loaded: Any, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def report(self, loaded: Loaded, split: Split) -> tuple[Metrics, Examples]:
         """Perplexity on the reference answers, then generated answers scored against them."""
+        from lmforge.decoding import generate
         from lmforge.evaluate.generation_metrics import generation_metrics, token_f1
-        from lmforge.generation import generate
 
-        metrics: dict[str, Any] = self.score(loaded.outputs(split), [])
+        metrics: Metrics = self.score(loaded.outputs(split), [])
         prompts = [c[:-1] for c in split.conversations]
         references = [c[-1]["content"] for c in split.conversations]
         predictions = generate(loaded.model, loaded.tokenizer, prompts, self.cfg.generation, loaded.device,
                                loaded.precision, batch_size=loaded.batch_size)
         metrics.update(generation_metrics(predictions, references))
-        examples = [{"text": p[-1]["content"], "label": ref, "pred": pred, "confidence": token_f1(pred, ref)}
+        examples: Examples = [{"text": p[-1]["content"], "label": ref, "pred": pred, "confidence": token_f1(pred, ref)}
                     for p, ref, pred in zip(prompts, references, predictions)]
         return metrics, sorted(examples, key=lambda e: e["confidence"])[:50]
 
-    def baseline(self, train: Split, split: Split) -> None:
-        return None  # retrieval-only answering (the knowledge-base) is the reference; not built yet
 
-
-def encode_conversation(tokenizer: Any, conversation: Conversation) -> tuple[list[int], list[int]]:
+def encode_conversation(tokenizer: PreTrainedTokenizerBase, conversation: Conversation) -> tuple[list[int], list[int]]:
     """Token ids of the rendered conversation, and labels that are -100 outside assistant turns.
 
     Assistant spans are found as character ranges (prompt-so-far vs. prompt-plus-answer), then mapped
@@ -179,7 +205,7 @@ def encode_conversation(tokenizer: Any, conversation: Conversation) -> tuple[lis
         spans.append((len(before), len(upto)))
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     starts = np.array([start for start, _ in enc["offset_mapping"]])
-    inside = np.zeros(len(starts), dtype=bool)
+    inside: np.ndarray = np.zeros(len(starts), dtype=bool)
     for lo, hi in spans:
         inside |= (starts >= lo) & (starts < hi)
     ids = enc["input_ids"]

@@ -11,27 +11,37 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from lmforge.config import Config
-from lmforge.data.corpus import load_texts
-from lmforge.data.shards import Blocks, write_tokens
+from lmforge.data.shards import Blocks, encode_tokens, open_blocks, write_tokens
+from lmforge.data.source import read_corpus
 from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
 from lmforge.models.lm_head import IGNORE, token_losses
 from lmforge.registry import register_task
-from lmforge.tasks.base import Data, Features, Outputs
+from lmforge.runtime.collate import Batch, Feature, Features
+from lmforge.tasks.contracts import Data, Examples, Metrics, Model, Outputs
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from lmforge.inference import Loaded
 
 
 @dataclass
 class TextSplit:
-    name: str  # "train" | "validation": names the token file
+    name: str  # "train" | "validation": names the token file under <output_dir>/tokens; "" : in memory
     source: str
     texts: list[str]
+
+    @property
+    def locations(self) -> list[str]:
+        return [f"{self.source}: document {i}" for i in range(len(self.texts))]
 
 
 @register_task("pretrain")
@@ -67,21 +77,23 @@ def mask_tokens(ids: torch.Tensor, maskable: torch.Tensor, probability: float, m
 class Pretrain:
     name = "pretrain"
     default_metric = "loss"
+    config_groups = ("pretrain",)
 
     def __init__(self, cfg: Config):
         self.cfg, self.p = cfg, cfg.pretrain
         self.mlm = cfg.objective == "mlm"
+        self.auto_class = "AutoModelForMaskedLM" if self.mlm else "AutoModelForCausalLM"
         self.specials: list[int] = []
 
     # ---- data -------------------------------------------------------------------------------
-    def load_data(self) -> Data:
+    def load_data(self) -> Data[TextSplit]:
         d = self.cfg.data
         if not d.train:
             raise LmforgeError("data.train is empty: give a corpus folder (lmforge corpus build) or text files")
-        texts = load_texts(d.train, self.p.text_field, d.encoding)
+        texts = read_corpus(d.train, d)
         if d.validation:
             train = TextSplit("train", d.train, texts)
-            validation = TextSplit("validation", d.validation, load_texts(d.validation, self.p.text_field, d.encoding))
+            validation = TextSplit("validation", d.validation, read_corpus(d.validation, d))
         else:
             if len(texts) < 2:
                 raise LmforgeError(f"{d.train}: a single document cannot be split for validation; give data.validation")
@@ -93,7 +105,11 @@ class Pretrain:
                     f"{sum(map(len, train.texts))} characters")
         return Data(train, validation, validation)
 
-    def build_model(self, data: Data) -> tuple[Any, Any]:
+    def read_split(self, path: str) -> TextSplit:
+        """A corpus to score (perplexity), tokenised in memory: it belongs to no run folder."""
+        return TextSplit("", path, read_corpus(path, self.cfg.data))
+
+    def build_model(self, data: Data[TextSplit]) -> tuple[Model, PreTrainedTokenizerBase]:
         import transformers
         from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, BertForMaskedLM, LlamaForCausalLM
 
@@ -118,29 +134,35 @@ class Pretrain:
         logger.info(f"{type(model).__name__} from preset '{m.preset}': {model.num_parameters() / 1e6:.1f}M parameters")
         return model, tokenizer
 
-    def bind(self, model: Any, tokenizer: Any) -> None:
+    def bind(self, model: Model, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
         self.vocab_size = model.config.vocab_size
         self.specials = sorted(set(tokenizer.all_special_ids))
 
-    def encode(self, split: TextSplit, tokenizer: Any) -> Features:  # type: ignore[override]
-        """Blocks of the split's token file (written once, under <output_dir>/tokens)."""
+    def encode(self, split: TextSplit, tokenizer: PreTrainedTokenizerBase) -> Features:
+        """Blocks of the split's tokens: a token file written once under <output_dir>/tokens for a
+        run's splits, in memory for a corpus being scored. Masks of every split but the training one
+        are fixed, so its losses compare across evaluations."""
         t = self.tokenizer
         separator = t.sep_token_id if self.mlm else t.eos_token_id
-        path = Path(self.cfg.output_dir) / "tokens" / f"{split.name}.bin"
         words = self.mlm and self.p.whole_word_mask
-        meta = write_tokens(split.texts, t, path, separator, word_starts=words)
         length = self.cfg.model.max_length - (2 if self.mlm else 0)  # MLM blocks get [CLS] ... [SEP]
-        limit = self.p.eval_blocks if split.name == "validation" else 0
-        blocks = Blocks(path, meta["dtype"], length, limit, word_starts=words)
+        if split.name:
+            path = Path(self.cfg.output_dir) / "tokens" / f"{split.name}.bin"
+            meta = write_tokens(split.texts, t, path, separator, word_starts=words)
+            limit = self.p.eval_blocks if split.name == "validation" else 0
+            blocks, tokens = open_blocks(path, meta["dtype"], length, limit, word_starts=words), meta["tokens"]
+        else:
+            ids, starts = encode_tokens(split.texts, t, separator, word_starts=words)
+            blocks, tokens = Blocks(ids, starts if words else None, length), len(ids)
         if len(blocks) == 0:
-            raise LmforgeError(f"{split.source}: {meta['tokens']} tokens do not fill one block of {length}; "
+            raise LmforgeError(f"{split.source}: {tokens} tokens do not fill one block of {length}; "
                                "add text or lower model.max_length")
-        logger.info(f"{split.name}: {meta['tokens']} tokens -> {len(blocks)} blocks of {length}")
-        return _FixedMasks(blocks, self) if self.mlm and split.name == "validation" else blocks  # type: ignore[return-value]
+        logger.info(f"{split.name or split.source}: {tokens} tokens -> {len(blocks)} blocks of {length}")
+        return _FixedMasks(blocks, self) if self.mlm and split.name != "train" else blocks
 
     # ---- training ---------------------------------------------------------------------------
-    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+    def collate(self, features: Features) -> Batch:
         ids = torch.as_tensor(np.stack([f["input_ids"] for f in features]))
         if not self.mlm:
             labels = torch.full_like(ids, IGNORE)
@@ -152,7 +174,7 @@ class Pretrain:
         return self.masked(ids, words)
 
     def masked(self, ids: torch.Tensor, words: torch.Tensor | None, generator: torch.Generator | None = None
-               ) -> dict[str, torch.Tensor]:
+               ) -> Batch:
         """[CLS] block [SEP], then masked; specials (document separators included) are never masked."""
         t = self.tokenizer
         n = ids.shape[0]
@@ -164,7 +186,7 @@ class Pretrain:
                                      words, generator)
         return {"input_ids": inputs, "labels": labels}
 
-    def count(self, feature: dict[str, Any]) -> float:  # type: ignore[override]
+    def count(self, feature: Feature) -> float:
         """CLM: every next token. MLM: the expected number of masked tokens, because the actual
         mask is drawn later, at collate time; the expectation keeps each step's gradient unbiased."""
         if "labels" in feature:
@@ -174,14 +196,14 @@ class Pretrain:
         maskable = len(feature["input_ids"]) - int(np.isin(feature["input_ids"], self.specials).sum())
         return self.p.mlm_probability * maskable
 
-    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, model: Model, batch: Batch) -> torch.Tensor:
         return self._losses(model, batch).sum()
 
-    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+    def forward(self, model: Model, batch: Batch) -> Outputs:
         return {"loss_sum": self._losses(model, batch).double().sum(1).cpu().numpy(),
                 "count": (batch["labels"] != IGNORE).sum(1).cpu().numpy()}
 
-    def _losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _losses(self, model: Model, batch: Batch) -> torch.Tensor:
         """Token losses (fp32) at labelled positions, (batch, most labels in a row), 0-padded."""
         return token_losses(model, batch["labels"], input_ids=batch["input_ids"])
 
@@ -189,7 +211,12 @@ class Pretrain:
         loss = float(outputs["loss_sum"].sum() / max(outputs["count"].sum(), 1))
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
-    def flops_per_token(self, model: Any) -> float:
+    def report(self, loaded: Loaded, split: TextSplit) -> tuple[Metrics, Examples]:
+        """Loss and perplexity of a loaded model on a corpus; a language model has no errors to list."""
+        outputs = loaded.outputs(split)
+        return {**self.score(outputs, []), "tokens_scored": int(outputs["count"].sum())}, []
+
+    def flops_per_token(self, model: Model) -> float:
         """Training FLOPs per input token (forward + backward), for MFU: 6 x the weights each token
         meets in matmuls, plus attention (PaLM appendix B). The MLM output layer counts only at the
         masked share of positions, which is all it is computed for."""
@@ -199,7 +226,7 @@ class Pretrain:
         return 6 * (_linear_params(model) - skipped) + attention
 
 
-class _FixedMasks(Sequence):
+class _FixedMasks(Sequence[Feature]):
     """Validation blocks with masks drawn once from (seed, block index): every evaluation scores the
     same masked positions, so validation losses are comparable across steps and runs."""
 
@@ -209,7 +236,7 @@ class _FixedMasks(Sequence):
     def __len__(self) -> int:
         return len(self.blocks)
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:  # type: ignore[override]
+    def __getitem__(self, i: int) -> Feature:  # type: ignore[override]
         f = self.blocks[i]
         g = torch.Generator().manual_seed(self.task.cfg.train.seed * 1_000_003 + i)
         words = torch.as_tensor(f["word_starts"])[None] if "word_starts" in f else None
@@ -217,5 +244,5 @@ class _FixedMasks(Sequence):
         return {"input_ids": out["input_ids"][0].numpy(), "labels": out["labels"][0].numpy()}
 
 
-def _linear_params(module: Any) -> int:
+def _linear_params(module: torch.nn.Module) -> int:
     return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))

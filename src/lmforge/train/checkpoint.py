@@ -14,8 +14,7 @@ import torch
 from lmforge import config as config_mod
 from lmforge.atomic import write_dir
 from lmforge.errors import LmforgeError
-
-CONFIG_FILE = "lmforge.yaml"  # the resolved run config, saved inside every model folder
+from lmforge.models.folder import CONFIG_FILE
 
 
 @dataclass
@@ -30,7 +29,7 @@ class TrainState:
     elapsed: float = 0.0
     evaluated_at: int = -1  # step of the last evaluation
     tokens: int = 0  # input tokens trained on (not padding), for train.max_tokens
-    privacy: dict[str, Any] = field(default_factory=dict)  # DP-SGD accountant history, so resume keeps the budget
+    strategy: dict[str, Any] = field(default_factory=dict)  # e.g. DP-SGD's accountant history: resume keeps the budget
     history: list[dict[str, Any]] = field(default_factory=list)
 
 

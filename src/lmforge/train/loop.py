@@ -15,21 +15,25 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
-from lmforge.privacy.dp import build_dp
-from lmforge.tasks.base import Features
-from lmforge.train.batching import micro_batches, plan_epoch, poisson_epoch
-from lmforge.train.checkpoint import (TrainState, load_checkpoint, rng_state, save_checkpoint,
-                                      save_model_folder)
-from lmforge.train.device import autocast, pick_device, resolve_precision
-from lmforge.train.infer import merge_shards, run_forward
+from lmforge.runtime.collate import Batch, Features
+from lmforge.runtime.device import autocast
+from lmforge.runtime.forward import merge_shards, run_forward
+from lmforge.tasks.contracts import CountsFlops, Model, Trainable
+from lmforge.train.batching import micro_batches
+from lmforge.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint, save_model_folder
 from lmforge.train.optim import build_optimizer, build_scheduler
+from lmforge.train.strategy import build_strategy, freeze_embeddings
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 LOWER_IS_BETTER = ("loss", "perplexity", "ece")
 
@@ -50,21 +54,22 @@ def planned_steps(cfg: Config, batches_per_epoch: int) -> int:
     return min(steps, cfg.train.max_steps) if cfg.train.max_steps > 0 else steps
 
 
-def fit(cfg: Config, task: Any, model: Any, tokenizer: Any, train: Features, evaluation: Features) -> FitResult:
-    """Train `model` on `train`, evaluate on `evaluation`, keep the best as <output_dir>/best."""
+def fit(cfg: Config, task: Trainable, model: Model, tokenizer: PreTrainedTokenizerBase, train: Features,
+        evaluation: Features, precision: str) -> FitResult:
+    """Train `model` on `train`, evaluate on `evaluation`, keep the best as <output_dir>/best.
+
+    `precision` ("bf16" | "fp32") is resolved once by the caller (`lmforge.run.prepare`)."""
     from accelerate import Accelerator
 
     _check_budget(cfg, len(train))
-    out = Path(cfg.output_dir)
-    precision = resolve_precision(cfg.train.precision, pick_device())
     # Autocast is applied by the loop, not by accelerate: accelerate fixes the precision once per
     # process, and one Python process may run several fits (tests, notebooks, sweeps).
     acc = Accelerator()
-    run = _Run(cfg, task, acc, train, evaluation, out, precision, tokenizer)
+    run = _Run(cfg, task, acc, train, evaluation, Path(cfg.output_dir), precision, tokenizer)
     return run.go(model)
 
 
-def checkpoint_activations(model: Any) -> None:
+def checkpoint_activations(model: Model) -> None:
     """Recompute each layer's activations in the backward pass instead of keeping them, through
     transformers' own mechanism. Non-reentrant checkpointing needs no inputs that require grad,
     so a LoRA model's frozen embeddings need no workaround."""
@@ -86,8 +91,8 @@ def _check_budget(cfg: Config, n_train: int) -> None:
 class _Run:
     """State of one fit() call; split into methods only to keep each step readable."""
 
-    def __init__(self, cfg: Config, task: Any, acc: Any, train: Features, evaluation: Features,
-                 out: Path, precision: str, tokenizer: Any):
+    def __init__(self, cfg: Config, task: Trainable, acc: Accelerator, train: Features, evaluation: Features,
+                 out: Path, precision: str, tokenizer: PreTrainedTokenizerBase):
         self.cfg, self.t, self.task, self.acc = cfg, cfg.train, task, acc
         self.train, self.evaluation, self.out, self.precision, self.tokenizer = train, evaluation, out, precision, tokenizer
         self.lengths = [len(f["input_ids"]) for f in train]
@@ -96,23 +101,22 @@ class _Run:
         self.metric = self.t.metric or task.default_metric
         self.lower_better = any(word in self.metric for word in LOWER_IS_BETTER)
         self.main = acc.is_main_process
-        self.dp = build_dp(cfg, len(train), self.total, acc.num_processes)  # None unless privacy.dp is on
-        if self.dp and not hasattr(task, "losses"):
-            raise LmforgeError(f"DP-SGD is not available for task {task.name}: it needs each example's loss")
+        self.strategy = build_strategy(cfg, task, acc, len(train), self.total)
         self.flops_per_token = 0.0  # set in go() for tasks that report model FLOPs (MFU in the logs)
 
-    def go(self, model: Any) -> FitResult:
-        if self.dp:  # before the optimizer is built: frozen parameters get no optimizer state
-            self.dp.freeze(model)
+    def go(self, model: Model) -> FitResult:
+        # Before the optimizer is built: frozen parameters get no optimizer state.
+        if self.t.freeze_embeddings:
+            logger.info(f"train.freeze_embeddings: {freeze_embeddings(model):,} embedding parameters frozen")
+        self.strategy.prepare(model)
         if self.t.gradient_checkpointing:
             checkpoint_activations(model)
         optimizer = build_optimizer(model, self.t)
         self.scheduler = build_scheduler(optimizer, self.t, self.total)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
-        if self.dp:  # per-example clipping + noise; self.model stays the plain model (hooks record grads)
-            self.optimizer = self.dp.wrap(self.model, self.optimizer)
+        self.optimizer = self.strategy.wrap(self.model, self.optimizer)
         state = self._start_state()
-        if hasattr(self.task, "flops_per_token"):
+        if isinstance(self.task, CountsFlops):
             from lmforge.train.mfu import peak_flops
 
             self.flops_per_token = self.task.flops_per_token(model)
@@ -124,8 +128,6 @@ class _Run:
         stopped = self._train(state)
         if state.evaluated_at != state.step:  # budgets can stop between evaluations
             self._evaluate_and_checkpoint(state)
-        if self.dp:
-            logger.info(f"DP-SGD: spent epsilon {self.dp.epsilon():.4f} at delta {self.dp.delta:.3g}")
         self._close()
         return FitResult(self.out / "best", state.best, state.history, state.step, stopped, self.precision)
 
@@ -142,11 +144,7 @@ class _Run:
             raise LmforgeError(f"--resume: no checkpoint in {ckpt}")
         state = load_checkpoint(ckpt, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler,
                                 self.acc.process_index)
-        if self.dp:
-            if not state.privacy:
-                raise LmforgeError("--resume: the checkpoint was written without DP-SGD, so its privacy spend "
-                                   "is unknown; start a fresh run")
-            self.dp.load_state_dict(state.privacy)
+        self.strategy.load_state_dict(state.strategy)
         logger.info(f"resumed from {ckpt} at step {state.step}")
         return state
 
@@ -161,10 +159,7 @@ class _Run:
         started, stopped = time.monotonic() - state.elapsed, "completed"
         seen, tokens, window = 0, 0, time.monotonic()
         while state.step < self.total and stopped == "completed":
-            if self.dp:  # the privacy analysis assumes Poisson sampling
-                plan = poisson_epoch(len(self.train), self.t.batch_size, self.t.seed, state.epoch)
-            else:
-                plan = plan_epoch(self.lengths, self.t.batch_size, self.t.seed, state.epoch)
+            plan = self.strategy.plan(self.lengths, self.t.batch_size, self.t.seed, state.epoch)
             while state.batch < len(plan) and state.step < self.total:
                 batch = plan[state.batch]
                 loss = self._step(batch)
@@ -208,12 +203,10 @@ class _Run:
     def _step(self, batch: list[int]) -> float:
         """One optimizer step on one global batch; returns the batch's mean loss."""
         acc = self.acc
-        # Only DP's Poisson batches can be empty: no forward, the step below then adds noise only.
+        # Only a Poisson batch (DP-SGD) can be empty: no forward; the strategy then decides the step.
         parts = micro_batches(batch, self.lengths, self.t.grad_accum, acc.num_processes, acc.process_index) if batch else []
         total = sum(self.task.count(self.train[i]) for i in batch)
-        # DDP averages over processes; undo that to get the global mean. Under DP the loss stays a
-        # sum: Opacus clips per example, then divides by the expected batch size.
-        scale = 1.0 if self.dp else acc.num_processes / total
+        scale = self.strategy.loss_scale(total, acc.num_processes) if batch else 0.0
         summed = torch.zeros((), device=acc.device)
         for n, part in enumerate(parts):
             # An empty share still runs (with zero weight) so every process joins the gradient sync.
@@ -221,26 +214,17 @@ class _Run:
             last = n == len(parts) - 1
             with nullcontext() if last else acc.no_sync(self.model):
                 inputs = self._to_device(self.task.collate([self.train[i] for i in examples]))
-                if self.dp:  # per-example clipping needs each example's loss; noise is the optimizer's
-                    with autocast(self.precision, acc.device):
-                        losses = self.task.losses(self.model, inputs) * weight
-                    self.dp.backward(losses)
-                    loss = losses.sum()
-                else:
-                    with autocast(self.precision, acc.device):
-                        loss = self.task.loss(self.model, inputs) * weight
-                    acc.backward(loss * scale)
-            summed += loss.detach()
-        if self.dp and not batch:
-            self.dp.prepare_empty_step()
-        elif self.t.max_grad_norm > 0 and not self.dp:  # per-example clipping replaces it under DP
-            acc.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
+                with autocast(self.precision, acc.device):
+                    loss = self.strategy.loss(self.task, self.model, inputs) * weight
+                self.strategy.backward(loss * scale)
+            summed += loss.detach().sum()
+        self.strategy.before_step(self.model, empty=not batch)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(acc.reduce(summed, "sum")) / max(total, 1)
 
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _to_device(self, batch: Batch) -> Batch:
         return {k: v.to(self.acc.device, non_blocking=True) for k, v in batch.items()}
 
     def _evaluate(self, state: TrainState) -> dict[str, float]:
@@ -251,9 +235,7 @@ class _Run:
                               self.precision, mine)
         shards = acc.gather_object([(mine, outputs)]) if acc.num_processes > 1 else [(mine, outputs)]
         scores = self.task.score(merge_shards(shards), self.evaluation)
-        record = {f"eval_{k}": v for k, v in scores.items()}
-        if self.dp:
-            record.update(dp_epsilon=self.dp.epsilon(), dp_delta=self.dp.delta)
+        record = {f"eval_{k}": v for k, v in scores.items()} | self.strategy.eval_record()
         self._log(state, record)
         logger.info("eval @ step %d: %s", state.step, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
         return scores
@@ -270,7 +252,7 @@ class _Run:
             state.best, state.bad_evals = value, 0
             if self.main:
                 save_model_folder(self.out / "best", self.acc.unwrap_model(self.model), self.tokenizer, self.cfg,
-                                  privacy=self.dp.card() if self.dp else None)
+                                  privacy=self.strategy.card())
             logger.info(f"new best {self.metric}={value:.4f}: saved {self.out / 'best'}")
         else:
             state.bad_evals += 1
@@ -280,8 +262,7 @@ class _Run:
         return None
 
     def _checkpoint(self, state: TrainState) -> None:
-        if self.dp:
-            state.privacy = self.dp.state_dict()
+        state.strategy = self.strategy.state_dict()
         rngs = self.acc.gather_object([rng_state()]) if self.acc.num_processes > 1 else [rng_state()]
         if self.main:
             save_checkpoint(self.out / "checkpoint", self.acc.unwrap_model(self.model), self.optimizer,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lmforge.atomic import write_text
-from lmforge.train.device import synchronize
+from lmforge.runtime.device import synchronize
 
 CACHE = Path(os.environ.get("LMFORGE_CACHE", Path.home() / ".cache" / "lmforge")) / "peak_flops.json"
 SIZE = 2048

@@ -1,6 +1,6 @@
 """Distillation students: the teacher with fewer layers, or a smaller model of any kind.
 
-The task that trains them (soft labels, temperature, alpha) is `lmforge.tasks.distill`; this module
+The task that trains them (soft labels, temperature, alpha) is `lmforge.tasks.distillation`; this module
 only builds the student network.
 """
 

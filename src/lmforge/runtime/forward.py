@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import torch
 
-from lmforge.tasks.base import Features, Outputs
-from lmforge.train.batching import inference_order
-from lmforge.train.device import autocast
+from lmforge.runtime.collate import Batch, Features
+from lmforge.runtime.device import autocast
+
+Outputs = dict[str, np.ndarray]  # per-example arrays, first axis = example
+
+
+class Forwarding(Protocol):
+    """What a batched forward pass needs: how to batch features and what to keep of the outputs."""
+
+    def collate(self, features: Features) -> Batch: ...
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> Outputs: ...
 
 
 @torch.no_grad()
-def run_forward(task: Any, model: Any, features: Features, batch_size: int, device: torch.device,
+def run_forward(task: Forwarding, model: torch.nn.Module, features: Features, batch_size: int, device: torch.device,
                 precision: str, indices: Sequence[int] | None = None) -> Outputs:
     """task.forward over `features[indices]` (default: all), returned in the order of `indices`.
 
@@ -32,6 +41,12 @@ def run_forward(task: Any, model: Any, features: Features, batch_size: int, devi
             parts.append((batch_idx, task.forward(model, batch)))
     model.train(was_training)
     return _reorder(parts, len(chosen))
+
+
+def inference_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches for prediction: sorted by length so each batch pads to nearly nothing."""
+    order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def _reorder(parts: list[tuple[list[int], Outputs]], n: int) -> Outputs:

@@ -17,8 +17,6 @@ from typing import Any, Callable
 
 import torch
 
-from lmforge.errors import LmforgeError
-
 THROUGHPUT_BATCH = 32
 COLUMNS = [("name", "model", "{}"), ("size_mb", "size MB", "{:.1f}"), ("parameters", "parameters", "{:,}"),
            ("precision", "runs as", "{}"), ("latency_ms", "latency b=1 ms", "{:.1f}"),
@@ -63,7 +61,7 @@ def timed(run: Callable[[], Any]) -> tuple[Any, float]:
 
 def parameters(path: str, model: torch.nn.Module) -> int:
     """The model's parameter count; for an int8 folder, the original's (its int8 layers are packed)."""
-    from lmforge.compress.quantize import read_spec
+    from lmforge.models.int8 import read_spec
 
     spec = read_spec(Path(path))
     return spec["parameters"] if spec else sum(p.numel() for p in model.parameters())
@@ -75,13 +73,12 @@ def measure(path: str, data: str, precision: str = "fp32", latency_texts: int = 
     from lmforge.inference import load
 
     loaded = load(path, precision=precision, batch_size=THROUGHPUT_BATCH)
-    if loaded.task.name != "classification":
-        raise LmforgeError(f"compare measures classifiers; {path} is a {loaded.task.name} model")
+    task = loaded.classifier("be measured by compare (it measures sequence classifiers)")
     split = loaded.task.read_split(data)
     loaded.predict(split.texts[:THROUGHPUT_BATCH])  # warm up kernels and allocator at batch size
     outputs, seconds = timed(lambda: loaded.outputs(split))
-    metrics = loaded.task.metrics(outputs, loaded.task.targets(split))
-    latency = median_latency_ms(loaded.predict, split.texts[:latency_texts])
+    metrics = task.metrics(outputs, task.targets(split))
+    latency = median_latency_ms(loaded.predict, task.texts(split)[:latency_texts])
     return Row(name or Path(path).name, str(path), weights_mb(Path(path)), parameters(path, loaded.model), loaded.precision,
                latency, len(split.texts) / seconds, metrics["accuracy"], metrics["f1_macro"])
 

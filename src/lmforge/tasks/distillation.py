@@ -12,7 +12,8 @@ without labels (`distill.unlabelled`) get a placeholder label and weight 0 in th
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,9 +21,17 @@ import torch.nn.functional as F
 
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
+from lmforge.models.folder import Placed, architectures, load_placed, run_config
 from lmforge.registry import register_task
-from lmforge.tasks.base import Data, Features, Outputs
+from lmforge.runtime.collate import Batch, Feature, Features
+from lmforge.runtime.forward import run_forward
 from lmforge.tasks.classification import Classification, Split
+from lmforge.tasks.contracts import ClassifiesSequences, Data, Examples, Metrics, Model, Outputs
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from lmforge.inference import Loaded
 
 TINY = 1e-7  # probabilities are clipped here before turning back into logits
 
@@ -33,15 +42,17 @@ def build(cfg: Config) -> "Distillation":
 
 
 class Distillation:
-    """Trains a student classifier; `teacher` is the loaded teacher (`lmforge.inference.Loaded`)."""
+    """Trains a student classifier from a teacher classifier's soft labels (`load_data` loads it)."""
 
     name = "distill"
     auto_class = Classification.auto_class
+    config_groups = ("classification", "distill")
 
     def __init__(self, cfg: Config):
         self.cfg, self.d = cfg, cfg.distill
         self.base = Classification(cfg)
-        self.teacher: Any = None
+        self.teacher: Placed | None = None
+        self.teacher_task = self.base  # replaced by the teacher's own task when it is loaded
         self.unlabelled: Split | None = None
         self._teacher_probs: dict[int, np.ndarray] = {}  # id(split) -> probabilities, one teacher pass per split
 
@@ -50,20 +61,15 @@ class Distillation:
         return self.base.default_metric
 
     # ---- data and model -------------------------------------------------------------------
-    def load_data(self) -> Data:
+    def load_data(self) -> Data[Split]:
         """The classification data, checked against the teacher's label set; the teacher is loaded here."""
-        from lmforge.inference import load
-
         if not self.d.teacher:
             raise LmforgeError("distill.teacher is empty: give the teacher's model folder (--teacher runs/x/best)")
         if not 0.0 <= self.d.alpha <= 1.0 or self.d.temperature <= 0:
             raise LmforgeError("distill.alpha must lie in [0, 1] and distill.temperature be positive")
-        self.teacher = load(self.d.teacher, precision=self.cfg.train.precision)
-        if self.teacher.task.name != "classification" or self.teacher.task.multi != self.base.multi:
-            raise LmforgeError(f"{self.d.teacher} is not a {'multi-label ' if self.base.multi else ''}classifier "
-                               "like the student this config trains")
+        self._load_teacher()
         data = self.base.load_data()
-        mine, theirs = self.base.label_names, self.teacher.task.label_names
+        mine, theirs = self.base.label_names, self.teacher_task.label_names
         if sorted(mine) != sorted(theirs):
             raise LmforgeError(f"labels of {self.cfg.data.train} ({', '.join(mine)}) differ from the teacher's "
                                f"({', '.join(theirs)})")
@@ -74,21 +80,40 @@ class Distillation:
             self.unlabelled = self.base.read_texts(self.d.unlabelled)
         return data
 
-    def build_model(self, data: Data) -> tuple[Any, Any]:
-        from lmforge.compress.distill import build_student
+    def _load_teacher(self) -> None:
+        """The teacher folder as a sequence classifier of the same kind (single/multi-label) as the student."""
+        folder = Path(self.d.teacher)
+        teacher_cfg = run_config(folder)
+        classifier = any(a.endswith("ForSequenceClassification") for a in architectures(folder))
+        if not classifier or teacher_cfg.classification.multi_label != self.base.multi:
+            raise LmforgeError(f"{self.d.teacher} is not a {'multi-label ' if self.base.multi else ''}classifier "
+                               "like the student this config trains")
+        self.teacher = load_placed(folder, Classification.auto_class, self.cfg.train.precision)
+        self.teacher_task = Classification(teacher_cfg)
+        self.teacher_task.bind(self.teacher.model, self.teacher.tokenizer)
+
+    def read_split(self, path: str) -> Split:
+        return self.base.read_split(path)
+
+    def build_model(self, data: Data[Split]) -> tuple[Model, PreTrainedTokenizerBase]:
+        from lmforge.models.student import build_student
 
         return build_student(self.cfg, self.base.label_names, data.train.texts)
 
-    def bind(self, model: Any, tokenizer: Any) -> None:
+    def bind(self, model: Model, tokenizer: PreTrainedTokenizerBase) -> None:
         self.base.bind(model, tokenizer)
 
     def teacher_probs(self, split: Split) -> np.ndarray:
         """The teacher's probabilities on a split (its own tokenizer, batched), computed once per split."""
         if id(split) not in self._teacher_probs:
-            self._teacher_probs[id(split)] = self.teacher.outputs(Split(split.source, split.texts, []))["probs"]
+            assert self.teacher is not None, "load_data loads the teacher"
+            t = self.teacher
+            features = self.teacher_task.encode(Split(split.source, split.texts, []), t.tokenizer)
+            self._teacher_probs[id(split)] = run_forward(self.teacher_task, t.model, features, 64, t.device,
+                                                         t.precision)["probs"]
         return self._teacher_probs[id(split)]
 
-    def encode(self, split: Split, tokenizer: Any) -> Features:
+    def encode(self, split: Split, tokenizer: PreTrainedTokenizerBase) -> Features:
         """Classification features plus the teacher's logits and whether the hard label counts."""
         features = self.base.encode(split, tokenizer)
         logits = self._logits(self.teacher_probs(split))
@@ -106,16 +131,16 @@ class Distillation:
         return (np.log(p / (1 - p)) if self.base.multi else np.log(p)).astype(np.float32)
 
     # ---- loop hooks -------------------------------------------------------------------------
-    def collate(self, features: Features) -> dict[str, torch.Tensor]:
+    def collate(self, features: Features) -> Batch:
         return self.base.collate(features)
 
-    def count(self, feature: dict[str, Any]) -> int:
+    def count(self, feature: Feature) -> float:
         return 1
 
-    def loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, model: Model, batch: Batch) -> torch.Tensor:
         return self.losses(model, batch).sum()
 
-    def losses(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def losses(self, model: Model, batch: Batch) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         hard = self.base.example_losses(logits, batch["labels"]) * batch["hard"]
         return self.d.alpha * self.soft_losses(logits, batch["teacher"]) + (1 - self.d.alpha) * hard
@@ -133,7 +158,7 @@ class Distillation:
                           log_target=True).sum(-1)
         return kl * t * t
 
-    def forward(self, model: Any, batch: dict[str, torch.Tensor]) -> Outputs:
+    def forward(self, model: Model, batch: Batch) -> Outputs:
         """The classification outputs plus each example's soft-label loss."""
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         out = self.base.logit_outputs(logits, batch)
@@ -150,13 +175,13 @@ class Distillation:
         return scores
 
     # ---- results ----------------------------------------------------------------------------
-    def report(self, loaded: Any, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def report(self, loaded: Loaded, split: Split) -> tuple[Metrics, Examples]:
         return self.base.report(loaded, split)
 
-    def baseline(self, train: Split, split: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def baseline(self, train: Split, split: Split) -> tuple[Metrics, Examples]:
         return self.base.baseline(train, split)
 
 
-def agreement(task: Classification, probs: np.ndarray, reference: np.ndarray) -> float:
+def agreement(task: ClassifiesSequences[Split], probs: np.ndarray, reference: np.ndarray) -> float:
     """Share of decisions (labels, or per-label yes/no for multi-label) equal to the reference model's."""
     return float(np.mean(task.decide(probs) == task.decide(reference)))

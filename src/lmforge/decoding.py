@@ -21,7 +21,7 @@ import torch
 from lmforge.config import GenerationConfig
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
-from lmforge.train.device import autocast
+from lmforge.runtime.device import autocast
 
 TEMPLATES = Path(__file__).with_name("templates")
 _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

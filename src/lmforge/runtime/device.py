@@ -41,7 +41,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "bf16" if device.type == "cpu" and _cpu_has_fast_bf16() else "fp32"
 
 
-def autocast(precision: str, device: torch.device, model: torch.nn.Module | None = None) -> contextlib.AbstractContextManager:
+def autocast(precision: str, device: torch.device,
+             model: torch.nn.Module | None = None) -> contextlib.AbstractContextManager:
     """bf16 autocast for 'bf16', a no-op for 'fp32' or for a `model` whose weights are bf16 already
     (inference casts them once at load; autocast's per-op checks would only cost time)."""
     if model is not None and next(model.parameters()).dtype == torch.bfloat16:
