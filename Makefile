@@ -38,7 +38,7 @@ demo: install
 	@echo "--- predictions (examples/zh_reviews.csv) ---"
 	@cat runs/zh_sentiment_pretrained/predictions.jsonl
 	@echo "--- pretrained vs random init vs TF-IDF ---"
-	@$(PY) examples/pretrain_compare.py
+	@$(PY) examples/demo_compare.py
 	@echo "--- reports: runs/pretrain/zh_bert_mini/report.html, runs/zh_sentiment_pretrained/report.html ---"
 
 # Generative QA: SmolLM2-135M-Instruct before and after LoRA tuning on chatterbot zh+en pairs (~15 min).

@@ -66,11 +66,9 @@ def tiny_cfg(tiny: Path, tmp_path: Path):
 def without_dropout(model) -> None:
     """Zero every dropout rate: micro-batches of different shapes, or several processes, would
     otherwise draw different masks, and runs that must match would not."""
-    import torch
+    from lmforge.models.load import set_dropout
 
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+    set_dropout(model, 0.0)
 
 
 @pytest.fixture

@@ -71,6 +71,6 @@ def test_a_new_run_into_the_same_folder_starts_a_fresh_log(tiny_cfg, tmp_path):
 def test_budgets_and_early_stopping(tiny_cfg, tmp_path):
     capped, _ = _train(tiny_cfg("train.max_steps=3", f"output_dir={tmp_path / 'a'}"))
     assert capped.steps == 3 and capped.stopped == "max_steps"
-    # lr=0 never improves, so patience 1 stops after the second evaluation
-    stuck, _ = _train(tiny_cfg("train.lr=0", "train.patience=1", "train.epochs=5", f"output_dir={tmp_path / 'b'}"))
+    # a rate of 1e-12 never improves, so patience 1 stops after the second evaluation
+    stuck, _ = _train(tiny_cfg("train.lr=1e-12", "train.patience=1", "train.epochs=5", f"output_dir={tmp_path / 'b'}"))
     assert stuck.stopped == "early_stopping" and stuck.steps == 2 * 14

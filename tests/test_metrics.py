@@ -39,7 +39,7 @@ def single() -> dict:
 def test_single_label_matches_sklearn(single: dict) -> None:
     assert set(single) == {
         "accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_micro", "f1_weighted",
-        "per_class", "confusion_matrix", "ece", "n",
+        "per_class", "confusion_matrix", "ece", "n", "warnings",
     }
     kw = {"zero_division": 0}
     assert single["accuracy"] == pytest.approx(accuracy_score(Y_TRUE, Y_PRED))

@@ -263,3 +263,14 @@ def test_pretraining_reads_through_the_data_path(corpus, tmp_path):
 
     assert "@example.com" not in trained_text("redacted") and "[EMAIL]" in trained_text("redacted")
     assert "@example.com" in trained_text("encrypted")
+
+
+def test_pretraining_runs_without_dropout_and_saves_the_models_own_rate(corpus, tmp_path):
+    from lmforge.run import prepare
+
+    prepared = prepare(_cfg(corpus, tmp_path / "run", "task=pretrain", "train.max_steps=2"))
+    rates = {m.p for m in prepared.model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.0}
+    assert prepared.model.config.hidden_dropout_prob == 0.1  # what the saved folder fine-tunes with
+    kept = prepare(_cfg(corpus, tmp_path / "run2", "task=pretrain", "pretrain.dropout=0.1"))
+    assert {m.p for m in kept.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}

@@ -71,6 +71,17 @@ COMMANDS: dict[str, Command] = {
                         uses_config=True,
                         flags=[(["--resume"], {"action": "store_true",
                                                "help": "continue the run in output_dir from its last checkpoint"})]),
+    "sweep": Command("hyper-parameter search (Optuna): each trial a run folder; leaderboard and best.yaml",
+                     uses_config=True,
+                     flags=[(["--space"], {"action": "append", "required": True,
+                                           "help": "searched key: key=lo..hi[:log], key=a,b,c, or a YAML file of "
+                                                   "them (repeat the flag for more keys)"}),
+                            (["--out"], {"required": True, "help": "sweep folder: trial-NNN/, study.db, "
+                                                                   "leaderboard.html, best.yaml"}),
+                            (["--trials"], {"type": int, "help": "trials in the study, counting earlier ones"}),
+                            (["--max-time"], {"type": float, "help": "seconds for this process's trials (0: no limit)"}),
+                            (["--storage"], {"help": "Optuna storage URL several workers share (default: sqlite:///OUT/study.db)"}),
+                            (["--seed"], {"type": int, "help": "seed of the sampler"}), _OVERWRITE]),
     "baseline": Command("train the TF-IDF + logistic regression baseline",
                         uses_config=True),
     "evaluate": Command("score a saved model on a labelled file",
@@ -289,7 +300,9 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         if action.default is argparse.SUPPRESS and action.option_strings and action.dest != "help":
             parameter = inspect.signature(_run_function(self.command)).parameters.get(action.dest)
             shown = parameter is not None and parameter.default is not inspect.Parameter.empty
-            if shown and parameter.default is not None and parameter.default is not False:
+            value = parameter.default if shown else None
+            said = isinstance(value, (int, float)) and f"({value:g}:" in text  # "(0: no limit)" already says it
+            if value is not None and value is not False and value != "" and not said:
                 text += f" (default: {parameter.default})"
         return text
 

@@ -51,11 +51,12 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = opt(3.0, "passes over the training data")
+    epochs: float = opt(0.0, "passes over the training data (0: auto, enough for ~600 optimizer steps, 1-30)")
     max_steps: int = opt(0, "stop after this many optimizer steps (0: no limit)")
     max_time: float = opt(0.0, "stop after this many seconds of training, saving a checkpoint (0: no limit)")
     max_tokens: int = opt(0, "stop after training on this many tokens (0: no limit); a pretraining budget")
-    batch_size: int = opt(32, "examples per optimizer step, summed over accumulation steps and processes")
+    batch_size: int = opt(0, "examples per optimizer step, summed over accumulation steps and processes "
+                          "(0: auto, 8/16/32 below 500/2,000/more examples)")
     grad_accum: int = opt(1, "split each batch into this many micro-batches (same result, less memory)")
     gradient_checkpointing: bool = opt(False, "recompute each layer's activations in the backward pass instead "
                                        "of keeping them (same result; LoRA SFT of SmolLM2-135M: 3.2 instead of "
@@ -63,7 +64,8 @@ class TrainConfig:
     freeze_embeddings: bool = opt(False, "keep the token-embedding table frozen (a large-vocabulary model trains "
                                   "much faster; under DP-SGD fewer parameters are noised, and a decoder whose "
                                   "embeddings are tied to its head needs it)")
-    lr: float = opt(5e-5, "peak learning rate of AdamW")
+    lr: float = opt(0.0, "peak learning rate of AdamW (0: auto from what is trained: 5e-4 LoRA or random "
+                   "weights, 1e-4 pretrained with < 60M non-embedding parameters, else 5e-5)")
     weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms)")
     warmup_ratio: float = opt(0.06, "share of the steps spent warming the learning rate up from 0")
     schedule: str = opt("linear", "learning-rate decay after warmup: linear|cosine|constant")
@@ -73,7 +75,7 @@ class TrainConfig:
     eval_every: int = opt(0, "evaluate every N optimizer steps (0: at the end of every epoch)")
     save_every: int = opt(0, "write a resumable checkpoint every N steps (0: at each evaluation)")
     metric: str = opt("", "metric that picks the best checkpoint and drives early stopping (default: the task's)")
-    patience: int = opt(0, "stop after this many evaluations without improvement (0: never stop early)")
+    patience: int = opt(3, "stop after this many evaluations without improvement (0: never stop early)")
     log_every: int = opt(10, "log the training loss every N optimizer steps")
     resume: bool = opt(False, "continue from <output_dir>/checkpoint (same result as an uninterrupted run)")
 
@@ -128,6 +130,8 @@ class PretrainConfig:
     mlm_probability: float = opt(0.15, "mlm: share of tokens masked (of those, 80% [MASK], 10% random, 10% kept)")
     whole_word_mask: bool = opt(False, "mlm: mask whole words (Chinese segmented with jieba) instead of single tokens")
     eval_blocks: int = opt(512, "validation blocks scored at each evaluation (fixed masks, so losses compare)")
+    dropout: float = opt(0.0, "dropout rate while pretraining (a short run sees each text about once, so dropout "
+                         "only slows it); the saved config keeps the model's own rate for fine-tuning")
 
 
 @dataclass
@@ -170,6 +174,14 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None, cls
             raise LmforgeError(f"override '{item}' is not of the form key=value")
         _set_dotted(raw, key.strip(), _RawText(value))
     return _build(cls, raw, prefix="")
+
+
+def with_keys(cfg: Any, values: dict[str, Any]) -> Any:
+    """`cfg` with dotted keys set to `values` (typed and checked like a YAML file's)."""
+    raw = to_dict(cfg)
+    for key, value in values.items():
+        _set_dotted(raw, key, value)
+    return _build(type(cfg), raw, prefix="")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

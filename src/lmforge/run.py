@@ -30,7 +30,8 @@ from lmforge.runtime.collate import Features
 from lmforge.runtime.device import pick_device, resolve_precision
 from lmforge.tasks import build_task
 from lmforge.tasks.contracts import Baselined, Data, Model, Task
-from lmforge.train.loop import FitResult, fit
+from lmforge.train import recipe
+from lmforge.train.loop import FitResult, Watch, fit
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -64,16 +65,17 @@ def prepare(cfg: Config, task: Task[Any] | None = None) -> Prepared:
     model, tokenizer = task.build_model(data)
     task.bind(model, tokenizer)
     train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
+    cfg = recipe.resolve(cfg, model, len(train))
     precision = resolve_precision(cfg.train.precision, pick_device())
     return Prepared(cfg, task, data, model, tokenizer, train, validation, precision)
 
 
-def fit_prepared(prepared: Prepared, output_dir: Path | None = None) -> FitResult:
+def fit_prepared(prepared: Prepared, output_dir: Path | None = None, watch: Watch | None = None) -> FitResult:
     """Save the resolved config in the run folder (`output_dir`, default the config's) and train there."""
     cfg = prepared.cfg if output_dir is None else dataclasses.replace(prepared.cfg, output_dir=str(output_dir))
     config_mod.save(cfg, Path(cfg.output_dir) / "config.yaml")
     return fit(cfg, prepared.task, prepared.model, prepared.tokenizer, prepared.train, prepared.validation,
-               prepared.precision)
+               prepared.precision, watch)
 
 
 def train(cfg: Config, resume: bool = False) -> tuple[Prepared, FitResult]:
@@ -133,6 +135,9 @@ def write_evaluation(loaded: Loaded, split: Any, out: Path, *, train: Any = None
     task = loaded.task
     metrics, errors = task.report(loaded, split)
     metrics["precision_mode"] = loaded.precision
+    for warning in metrics.get("warnings", []):  # e.g. a collapsed classifier: said first, in the log and the report
+        logger.warning(f"{title}: {warning}")
+    notes = [*metrics.get("warnings", []), *(notes or [])]
     metrics.update(extra or {})
     base = task.baseline(train, split)[0] if train is not None and isinstance(task, Baselined) else None
     if base is not None:

@@ -78,7 +78,24 @@ def classification_metrics(
         },
         "ece": ece,
         "n": int(true.size),
+        "warnings": [w for w in [collapse_warning(true, pred, labels)] if w],
     }
+
+
+def collapse_warning(true: np.ndarray, pred: np.ndarray, labels: list[str], share: float = 0.95) -> str | None:
+    """A warning when more than `share` of the predictions are one class while the labels are not:
+    the signature of a run that never left the majority class (too few steps, too high a rate),
+    which a single accuracy number hides on imbalanced data."""
+    if pred.size == 0:
+        return None
+    counts = np.bincount(pred, minlength=len(labels))
+    top = int(counts.argmax())
+    predicted = counts[top] / pred.size
+    truth = float(np.bincount(true, minlength=len(labels)).max()) / true.size
+    if predicted <= share or truth > share:
+        return None
+    return (f"COLLAPSED: the model predicts '{labels[top]}' for {predicted:.0%} of {pred.size} texts, while the "
+            f"most frequent label covers only {truth:.0%} — it has not learned to tell the classes apart")
 
 
 def multilabel_metrics(

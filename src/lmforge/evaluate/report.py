@@ -23,7 +23,7 @@ from lmforge.atomic import write_text
 _HEADLINE = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
              "recall_macro", "ece")
 _MAX_ERRORS = 50
-_NOT_PLOTTED = {"step", "epoch"}
+_NOT_PLOTTED = {"step", "epoch", "elapsed_s"}
 # Class names are often Chinese; use a CJK font when the machine has one, DejaVu otherwise.
 _FONTS = ["Noto Sans CJK SC", "WenQuanYi Zen Hei", "DejaVu Sans"]
 
@@ -66,6 +66,18 @@ def write_report(
         _per_class_html(metrics.get("per_class") or {}),
         _errors_html(errors or []),
     ]
+    _write_page(path, title, sections)
+
+
+def write_table(path: Path, *, title: str, headers: list[str], rows: list[list[Any]],
+                notes: list[str] | None = None) -> None:
+    """A page holding one table (a sweep's leaderboard), same look and same atomic write as a report."""
+    cells = [[_num_cell(v) if _is_number(v) else _fmt(v) for v in row] for row in rows]
+    _write_page(path, title, [f"<h1>{_esc(title)}</h1>", _notes_html(notes or []),
+                              _table([_esc(h) for h in headers], cells)])
+
+
+def _write_page(path: Path, title: str, sections: list[str]) -> None:
     body = "\n".join(s for s in sections if s)
     page = (
         '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'

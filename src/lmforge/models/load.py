@@ -40,6 +40,16 @@ def load_model(cfg: ModelConfig, auto_class: Any, **kwargs: Any) -> Any:
     )
 
 
+def set_dropout(model: Any, p: float) -> None:
+    """Set every dropout rate of a model instance to `p`, leaving its saved config as it was (a
+    model pretrained without dropout still fine-tunes with its config's rate once reloaded)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+
+
 def unknown_rate(tokenizer: Any, texts: list[str]) -> float:
     """Share of tokens that are the unknown token: high means the vocabulary cannot read this text."""
     unk = tokenizer.unk_token_id

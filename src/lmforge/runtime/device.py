@@ -30,6 +30,22 @@ def _cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def describe_box() -> str:
+    """The CPU a measurement ran on, its cores, and whether it has fast bf16: speed and even
+    precision choices differ between boxes, so every bench and the demo print this line."""
+    import os
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        info = []
+    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+                platform.processor() or platform.machine())
+    bf16 = "fast bf16 (AMX/AVX512-BF16)" if _cpu_has_fast_bf16() else "no fast bf16 (fp32 by default)"
+    return f"{name}, {os.cpu_count()} cores, {bf16}"
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     """'bf16' or 'fp32' for the requested precision on this device."""
     if name not in ("auto", "bf16", "fp32"):

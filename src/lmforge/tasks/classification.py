@@ -244,6 +244,8 @@ class Classification:
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
         scored = self.metrics(outputs, np.stack([f["labels"] for f in features]))
+        for warning in scored.get("warnings", []):
+            logger.warning(f"validation: {warning}")
         return {k: v for k, v in scored.items() if isinstance(v, float)}
 
     # ---- results ----------------------------------------------------------------------------

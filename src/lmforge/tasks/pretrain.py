@@ -135,6 +135,9 @@ class Pretrain:
         return model, tokenizer
 
     def bind(self, model: Model, tokenizer: PreTrainedTokenizerBase) -> None:
+        from lmforge.models.load import set_dropout
+
+        set_dropout(model, self.cfg.pretrain.dropout)
         self.tokenizer = tokenizer
         self.vocab_size = model.config.vocab_size
         self.specials = sorted(set(tokenizer.all_special_ids))

@@ -15,7 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 LOWER_IS_BETTER = ("loss", "perplexity", "ece")
+Watch = Callable[[int, dict[str, float]], str | None]  # (step, validation scores) -> reason to stop, or None
 
 
 @dataclass
@@ -55,17 +56,19 @@ def planned_steps(cfg: Config, batches_per_epoch: int) -> int:
 
 
 def fit(cfg: Config, task: Trainable, model: Model, tokenizer: PreTrainedTokenizerBase, train: Features,
-        evaluation: Features, precision: str) -> FitResult:
+        evaluation: Features, precision: str, watch: Watch | None = None) -> FitResult:
     """Train `model` on `train`, evaluate on `evaluation`, keep the best as <output_dir>/best.
 
-    `precision` ("bf16" | "fp32") is resolved once by the caller (`lmforge.run.prepare`)."""
+    `precision` ("bf16" | "fp32") is resolved once by the caller (`lmforge.run.prepare`). `watch`
+    sees every evaluation's scores and may stop the run by returning a reason (a sweep prunes
+    hopeless trials this way); the reason becomes `FitResult.stopped`."""
     from accelerate import Accelerator
 
     _check_budget(cfg, len(train))
     # Autocast is applied by the loop, not by accelerate: accelerate fixes the precision once per
     # process, and one Python process may run several fits (tests, notebooks, sweeps).
     acc = Accelerator()
-    run = _Run(cfg, task, acc, train, evaluation, Path(cfg.output_dir), precision, tokenizer)
+    run = _Run(cfg, task, acc, train, evaluation, Path(cfg.output_dir), precision, tokenizer, watch)
     return run.go(model)
 
 
@@ -92,8 +95,8 @@ class _Run:
     """State of one fit() call; split into methods only to keep each step readable."""
 
     def __init__(self, cfg: Config, task: Trainable, acc: Accelerator, train: Features, evaluation: Features,
-                 out: Path, precision: str, tokenizer: PreTrainedTokenizerBase):
-        self.cfg, self.t, self.task, self.acc = cfg, cfg.train, task, acc
+                 out: Path, precision: str, tokenizer: PreTrainedTokenizerBase, watch: Watch | None):
+        self.cfg, self.t, self.task, self.acc, self.watch = cfg, cfg.train, task, acc, watch
         self.train, self.evaluation, self.out, self.precision, self.tokenizer = train, evaluation, out, precision, tokenizer
         self.lengths = [len(f["input_ids"]) for f in train]
         self.batches_per_epoch = math.ceil(len(train) / self.t.batch_size)
@@ -259,7 +262,7 @@ class _Run:
         self._checkpoint(state)
         if self.t.patience and state.bad_evals >= self.t.patience:
             return "early_stopping"
-        return None
+        return self.watch(state.step, scores) if self.watch else None
 
     def _checkpoint(self, state: TrainState) -> None:
         state.strategy = self.strategy.state_dict()
@@ -271,7 +274,7 @@ class _Run:
 
     def _log(self, state: TrainState, values: dict[str, float]) -> None:
         record = {"step": state.step, "epoch": round(state.epoch + state.batch / self.batches_per_epoch, 4),
-                  "tokens": state.tokens, **values}
+                  "tokens": state.tokens, "elapsed_s": round(state.elapsed, 1), **values}
         state.history.append(record)
         if self.logs:
             self.logs.write(json.dumps(record) + "\n")
