@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,33 @@ def test_yaml_then_overrides(tmp_path):
 def test_bad_keys_and_types_name_the_key(overrides, message):
     with pytest.raises(LmforgeError, match=message):
         config.load(None, overrides)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=nan", "'train.lr': expected a finite number"),
+    ("train.lr=inf", "'train.lr': expected a finite number"),
+    ("train.lr=-1", "'train.lr': must be at least 0"),
+    ("train.batch_size=-2", "'train.batch_size': must be at least 0"),
+    ("train.grad_accum=0", "'train.grad_accum': must be at least 1"),
+    ("train.max_steps=-1", "'train.max_steps': must be at least 0"),
+    ("model.max_length=0", "'model.max_length': must be at least 1"),
+    ("train.warmup_ratio=1.5", "'train.warmup_ratio': must be at most 1"),
+    ("train.precision=fp8", "'train.precision': must be one of auto, bf16, fp32"),
+    ("train.schedule=exponential", "'train.schedule': must be one of linear, cosine, constant"),
+    ("method=qlora", "'method': must be one of full, lora"),
+    ("privacy.dp.delta=2", "'privacy.dp.delta': must be at most 1"),
+])
+def test_values_out_of_range_are_refused_at_load_naming_the_key(override, message):
+    with pytest.raises(LmforgeError, match=re.escape(message)):
+        config.load(None, [override])
+
+
+def test_a_bad_value_or_a_missing_checkpoint_writes_nothing(tiny_cfg, tmp_path):
+    from lmforge.commands.finetune import run
+
+    with pytest.raises(LmforgeError, match="no checkpoint"):
+        run(tiny_cfg(f"output_dir={tmp_path / 'fresh'}"), resume=True)
+    assert not (tmp_path / "fresh").exists()
 
 
 def test_wrong_type_in_yaml_names_the_key(tmp_path):

@@ -9,6 +9,7 @@ whole training run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,11 +21,15 @@ import yaml
 from lmforge.errors import LmforgeError
 
 
-def opt(default: Any, doc: str) -> Any:
-    """A dataclass field with its one-line documentation."""
+def opt(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
+        choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field with its one-line documentation and the values it accepts (`low`..`high`
+    inclusive, or one of `choices`), checked when a config is loaded: a bad value is refused before
+    any command creates a folder or reads a model."""
+    meta = {"doc": doc, "low": low, "high": high, "choices": choices}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -32,7 +37,7 @@ class ModelConfig:
     path: str = opt("", "pretrained checkpoint: local HF folder, hub id, or a local .gguf file")
     preset: str = opt("", "build a model with RANDOM weights from a size preset (tiny|mini|small) instead of `path`")
     tokenizer: str = opt("", "tokenizer folder or hub id (default: the one saved with `path`; required with `preset`)")
-    max_length: int = opt(128, "longest input in tokens; longer texts are truncated")
+    max_length: int = opt(128, "longest input in tokens; longer texts are truncated", low=1)
     trust_remote_code: bool = opt(False, "allow code shipped with a checkpoint to run (off: safer)")
 
 
@@ -44,20 +49,21 @@ class DataConfig:
     text_column: str = opt("text", "column (or .jsonl/.json corpus field) holding the input text")
     label_column: str = opt("label", "column holding the label (a list or separated string for multi-label)")
     encoding: str = opt("utf-8", "text encoding of the data files (e.g. gb18030 for legacy Chinese files)")
-    validation_fraction: float = opt(0.1, "share of `train` held out for validation when no validation file is given")
+    validation_fraction: float = opt(0.1, "share of `train` held out for validation when no validation file is given",
+                                     low=0, high=0.9)
     redact_pii: bool = opt(False, "replace e-mails, phones, ID/card numbers, IPs and URL credentials with placeholders")
     key_file: str = opt("", "key file that decrypts data files encrypted with `lmforge encrypt` (FILE.csv.enc ...)")
 
 
 @dataclass
 class TrainConfig:
-    epochs: float = opt(0.0, "passes over the training data (0: auto, enough for ~600 optimizer steps, 1-30)")
-    max_steps: int = opt(0, "stop after this many optimizer steps (0: no limit)")
-    max_time: float = opt(0.0, "stop after this many seconds of training, saving a checkpoint (0: no limit)")
-    max_tokens: int = opt(0, "stop after training on this many tokens (0: no limit); a pretraining budget")
+    epochs: float = opt(0.0, "passes over the training data (0: auto, enough for ~600 optimizer steps, 1-30)", low=0)
+    max_steps: int = opt(0, "stop after this many optimizer steps (0: no limit)", low=0)
+    max_time: float = opt(0.0, "stop after this many seconds of training, saving a checkpoint (0: no limit)", low=0)
+    max_tokens: int = opt(0, "stop after training on this many tokens (0: no limit); a pretraining budget", low=0)
     batch_size: int = opt(0, "examples per optimizer step, summed over accumulation steps and processes "
-                          "(0: auto, 8/16/32 below 500/2,000/more examples)")
-    grad_accum: int = opt(1, "split each batch into this many micro-batches (same result, less memory)")
+                          "(0: auto, 8/16/32 below 500/2,000/more examples)", low=0)
+    grad_accum: int = opt(1, "split each batch into this many micro-batches (same result, less memory)", low=1)
     gradient_checkpointing: bool = opt(False, "recompute each layer's activations in the backward pass instead "
                                        "of keeping them (same result; LoRA SFT of SmolLM2-135M: 3.2 instead of "
                                        "7.0 GB, 1.2x the time)")
@@ -65,18 +71,20 @@ class TrainConfig:
                                   "much faster; under DP-SGD fewer parameters are noised, and a decoder whose "
                                   "embeddings are tied to its head needs it)")
     lr: float = opt(0.0, "peak learning rate of AdamW (0: auto from what is trained: 5e-4 LoRA or random "
-                   "weights, 1e-4 pretrained with < 60M non-embedding parameters, else 5e-5)")
-    weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms)")
-    warmup_ratio: float = opt(0.06, "share of the steps spent warming the learning rate up from 0")
-    schedule: str = opt("linear", "learning-rate decay after warmup: linear|cosine|constant")
-    max_grad_norm: float = opt(1.0, "clip the gradient norm to this (0: no clipping)")
-    precision: str = opt("auto", "auto (bf16 where the hardware has fast bf16, else fp32) | bf16 | fp32")
+                   "weights, 1e-4 pretrained with < 60M non-embedding parameters, else 5e-5)", low=0)
+    weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms)", low=0)
+    warmup_ratio: float = opt(0.06, "share of the steps spent warming the learning rate up from 0", low=0, high=1)
+    schedule: str = opt("linear", "learning-rate decay after warmup: linear|cosine|constant",
+                        choices=("linear", "cosine", "constant"))
+    max_grad_norm: float = opt(1.0, "clip the gradient norm to this (0: no clipping)", low=0)
+    precision: str = opt("auto", "auto (bf16 where the hardware has fast bf16, else fp32) | bf16 | fp32",
+                         choices=("auto", "bf16", "fp32"))
     seed: int = opt(42, "seed for initialisation, shuffling and dropout")
-    eval_every: int = opt(0, "evaluate every N optimizer steps (0: at the end of every epoch)")
-    save_every: int = opt(0, "write a resumable checkpoint every N steps (0: at each evaluation)")
+    eval_every: int = opt(0, "evaluate every N optimizer steps (0: at the end of every epoch)", low=0)
+    save_every: int = opt(0, "write a resumable checkpoint every N steps (0: at each evaluation)", low=0)
     metric: str = opt("", "metric that picks the best checkpoint and drives early stopping (default: the task's)")
-    patience: int = opt(3, "stop after this many evaluations without improvement (0: never stop early)")
-    log_every: int = opt(10, "log the training loss every N optimizer steps")
+    patience: int = opt(3, "stop after this many evaluations without improvement (0: never stop early)", low=0)
+    log_every: int = opt(10, "log the training loss every N optimizer steps", low=1)
     resume: bool = opt(False, "continue from <output_dir>/checkpoint (same result as an uninterrupted run)")
 
 
@@ -84,15 +92,15 @@ class TrainConfig:
 class ClassificationConfig:
     multi_label: bool = opt(False, "each text may carry several labels (sigmoid per label instead of softmax)")
     label_separator: str = opt("", "split string labels on this for multi-label data, e.g. '|'")
-    threshold: float = opt(0.5, "probability above which a label is predicted (multi-label)")
+    threshold: float = opt(0.5, "probability above which a label is predicted (multi-label)", low=0, high=1)
     class_weights: bool = opt(False, "weight the loss by inverse class frequency (for imbalanced data)")
 
 
 @dataclass
 class LoraConfig:
-    r: int = opt(8, "rank of the low-rank update")
-    alpha: int = opt(16, "scale of the update (alpha / r multiplies it)")
-    dropout: float = opt(0.05, "dropout on the LoRA input")
+    r: int = opt(8, "rank of the low-rank update", low=1)
+    alpha: int = opt(16, "scale of the update (alpha / r multiplies it)", low=1)
+    dropout: float = opt(0.05, "dropout on the LoRA input", low=0, high=1)
     target_modules: list[str] = opt([], "module names to adapt (empty: every linear layer except the output head)")
 
 
@@ -102,22 +110,22 @@ class GenerationConfig:
     system: str = opt("", "system prompt put before every conversation (empty: none)")
     question_column: str = opt("", "question column of Q&A data (default: detected)")
     answer_column: str = opt("", "answer column of Q&A data (default: detected)")
-    max_new_tokens: int = opt(128, "longest generated answer in tokens")
+    max_new_tokens: int = opt(128, "longest generated answer in tokens", low=1)
     do_sample: bool = opt(False, "sample instead of greedy decoding")
-    temperature: float = opt(0.7, "sampling temperature (with do_sample)")
-    top_p: float = opt(0.9, "nucleus sampling mass (with do_sample)")
-    top_k: int = opt(50, "sample among the k most likely tokens (with do_sample; 0: off)")
-    repetition_penalty: float = opt(1.0, "penalty > 1 discourages repeating tokens")
+    temperature: float = opt(0.7, "sampling temperature (with do_sample)", low=0)
+    top_p: float = opt(0.9, "nucleus sampling mass (with do_sample)", low=0, high=1)
+    top_k: int = opt(50, "sample among the k most likely tokens (with do_sample; 0: off)", low=0)
+    repetition_penalty: float = opt(1.0, "penalty > 1 discourages repeating tokens", low=0)
     stop: list[str] = opt([], "extra strings that end an answer (EOS and the template's end-of-turn always do)")
 
 
 @dataclass
 class DPConfig:
-    target_epsilon: float = opt(0.0, "DP-SGD: train to this privacy budget epsilon over the planned steps (0: off)")
-    delta: float = opt(0.0, "DP-SGD delta (0: 1/(10*N) for N training examples; must stay below 1/N)")
-    noise_multiplier: float = opt(0.0, "DP-SGD noise std / max_grad_norm, given instead of target_epsilon (0: off)")
-    max_grad_norm: float = opt(1.0, "DP-SGD per-example gradient clipping bound (replaces train.max_grad_norm)")
-    accountant: str = opt("rdp", "privacy accountant: rdp | prv")
+    target_epsilon: float = opt(0.0, "DP-SGD: train to this privacy budget epsilon over the planned steps (0: off)", low=0)
+    delta: float = opt(0.0, "DP-SGD delta (0: 1/(10*N) for N training examples; must stay below 1/N)", low=0, high=1)
+    noise_multiplier: float = opt(0.0, "DP-SGD noise std / max_grad_norm, given instead of target_epsilon (0: off)", low=0)
+    max_grad_norm: float = opt(1.0, "DP-SGD per-example gradient clipping bound (replaces train.max_grad_norm)", low=0)
+    accountant: str = opt("rdp", "privacy accountant: rdp | prv", choices=("rdp", "prv"))
 
 
 @dataclass
@@ -127,11 +135,12 @@ class PrivacyConfig:
 
 @dataclass
 class PretrainConfig:
-    mlm_probability: float = opt(0.15, "mlm: share of tokens masked (of those, 80% [MASK], 10% random, 10% kept)")
+    mlm_probability: float = opt(0.15, "mlm: share of tokens masked (of those, 80% [MASK], 10% random, 10% kept)",
+                                 low=0, high=1)
     whole_word_mask: bool = opt(False, "mlm: mask whole words (Chinese segmented with jieba) instead of single tokens")
-    eval_blocks: int = opt(512, "validation blocks scored at each evaluation (fixed masks, so losses compare)")
+    eval_blocks: int = opt(512, "validation blocks scored at each evaluation (fixed masks, so losses compare)", low=1)
     dropout: float = opt(0.0, "dropout rate while pretraining (a short run sees each text about once, so dropout "
-                         "only slows it); the saved config keeps the model's own rate for fine-tuning")
+                         "only slows it); the saved config keeps the model's own rate for fine-tuning", low=0, high=1)
 
 
 @dataclass
@@ -139,17 +148,19 @@ class DistillConfig:
     teacher: str = opt("", "distill: teacher model folder, a trained classifier (e.g. runs/x/best)")
     student_layers: int = opt(0,
                               "distill: student = the teacher keeping every k-th of its layers, this many "
-                              "(0: model.preset/model.path)")
-    temperature: float = opt(2.0, "distill: softmax temperature of the soft-label term (higher: softer targets)")
-    alpha: float = opt(0.5, "distill: weight of the soft-label (teacher) term; 1 - alpha weights the hard labels")
+                              "(0: model.preset/model.path)", low=0)
+    temperature: float = opt(2.0, "distill: softmax temperature of the soft-label term (higher: softer targets)", low=0)
+    alpha: float = opt(0.5, "distill: weight of the soft-label (teacher) term; 1 - alpha weights the hard labels",
+                       low=0, high=1)
     unlabelled: str = opt("", "distill: file of extra texts (text column) that feed the soft-label term only")
 
 
 @dataclass
 class Config:
     task: str = opt("classification", "what to train: classification | generation | pretrain")
-    objective: str = opt("mlm", "pretrain: mlm (masked LM, BERT-style encoder) | clm (causal LM, Llama-style decoder)")
-    method: str = opt("full", "full: train every weight | lora: train low-rank adapters (peft)")
+    objective: str = opt("mlm", "pretrain: mlm (masked LM, BERT-style encoder) | clm (causal LM, Llama-style decoder)",
+                         choices=("mlm", "clm"))
+    method: str = opt("full", "full: train every weight | lora: train low-rank adapters (peft)", choices=("full", "lora"))
     output_dir: str = opt("runs/default", "where the run writes checkpoints, logs, metrics and the best model")
     overwrite: bool = opt(False, "allow writing into a non-empty output_dir that is not being resumed")
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -237,7 +248,8 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
 
 def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     unknown = sorted(set(raw) - names)
     if unknown:
         valid = ", ".join(f"{prefix}{n}" for n in sorted(names))
@@ -250,8 +262,23 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
                 raise LmforgeError(f"config key '{key}' is a group of options; set '{key}.<option>' instead")
             values[name] = _build(hint, value, key + ".")
         else:
-            values[name] = _coerce(key, hint, value)
+            values[name] = _check(key, fields[name].metadata, _coerce(key, hint, value))
     return cls(**values)
+
+
+def _check(key: str, meta: Any, value: Any) -> Any:
+    """Refuse a value outside what the field accepts, naming the key (NaN and infinities too: a
+    learning rate of nan trains nothing and says nothing)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise LmforgeError(f"config key '{key}': expected a finite number, got {value!r}")
+    low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
+    if low is not None and value < low:
+        raise LmforgeError(f"config key '{key}': must be at least {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise LmforgeError(f"config key '{key}': must be at most {high:g}, got {value!r}")
+    if choices and value not in choices:
+        raise LmforgeError(f"config key '{key}': must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:

@@ -109,6 +109,8 @@ def check_output_dir(cfg: Config) -> None:
     and an output_dir that is, holds or lies inside one of the run's inputs."""
     inputs = [cfg.data.train, cfg.data.validation, cfg.data.test, cfg.data.key_file, cfg.model.path,
               cfg.model.tokenizer, cfg.distill.teacher, cfg.distill.unlabelled]
+    if cfg.train.resume and not (Path(cfg.output_dir) / "checkpoint" / "state.json").is_file():
+        raise LmforgeError(f"--resume: no checkpoint in {Path(cfg.output_dir) / 'checkpoint'} to continue from")
     check_outputs([Output(cfg.output_dir, "output_dir", "folder")], inputs, cfg.overwrite or cfg.train.resume,
                   hint="continue it with --resume, or replace it with overwrite=true")
 
