@@ -18,7 +18,7 @@ import torch
 
 from lmforge.errors import LmforgeError
 from lmforge.models.student import layer_stack
-from lmforge.tasks.contracts import Features
+from lmforge.tasks.contracts import Features, Model, Trainable
 from lmforge.train.batching import plan_epoch
 
 Masks = dict[torch.nn.Parameter, torch.Tensor]  # parameter -> 0/1 tensor of its shape (0: pruned)
@@ -53,7 +53,8 @@ def attention_layers(model: Any) -> list[Attention]:
     return found
 
 
-def head_importance(task: Any, model: Any, features: Features, batches: int, batch_size: int, seed: int) -> torch.Tensor:
+def head_importance(task: Trainable, model: Model, features: Features, batches: int, batch_size: int,
+                    seed: int) -> torch.Tensor:
     """(layers, heads) importance: |d loss / d head gate|, summed over `batches` training batches and
     normalised per layer (Michel et al.'s l2 normalisation, so layers compare)."""
     layers = attention_layers(model)
