@@ -51,7 +51,21 @@ def _text_problem(row: Row, column: str) -> Problem | None:
         return Problem(row.location, column, f"expected a string, got {kind}")
     if not value.strip():
         return Problem(row.location, column, "empty text")
+    if "\x00" in value:
+        return Problem(row.location, column, "text holds a NUL byte: binary data in a text file? (remove it)")
     return None
+
+
+def mixed_number_spellings(names: Sequence[str]) -> list[list[str]]:
+    """Groups of label names that are one number spelled differently ('1' and '1.0'): as strings
+    they would be separate classes, silently splitting one class in two."""
+    groups: dict[float, list[str]] = {}
+    for name in names:
+        try:
+            groups.setdefault(float(name), []).append(name)
+        except ValueError:
+            continue
+    return [sorted(group) for group in groups.values() if len(group) > 1]
 
 
 def duplicate_count(texts: Sequence[str]) -> int:

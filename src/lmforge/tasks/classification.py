@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from lmforge.config import Config
 from lmforge.data.readers import Row
 from lmforge.data.source import read_data
-from lmforge.data.validate import check_text, duplicate_count, overlap_count, stratified_split
+from lmforge.data.validate import check_text, duplicate_count, mixed_number_spellings, overlap_count, stratified_split
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.registry import register_task
@@ -69,10 +69,16 @@ class Classification:
         self.label_names = sorted({name for labels in train.labels for name in self._names(labels)})
         if len(self.label_names) < 2 and not self.multi:
             problems.append(Problem(d.train, d.label_column, f"need at least 2 classes, found {self.label_names}"))
+        for spellings in mixed_number_spellings(self.label_names):
+            problems.append(Problem(d.train, d.label_column, f"labels {', '.join(map(repr, spellings))} are one number "
+                                    "spelled differently and would become separate classes: write each label one way"))
         if d.validation:
             validation = self._read(d.validation, problems)
         else:
             train, validation = self._hold_out(train)
+            if train.texts and (not validation.texts or len(train.texts) < len(self.label_names)):
+                problems.append(Problem(d.train, "", f"{len(train.texts) + len(validation.texts)} rows are too few to "
+                                        "hold out a validation share: give data.validation, or more rows"))
         test = self._read(d.test, problems) if d.test else validation
         for split in (validation, test):
             problems += self._unseen_labels(split)
