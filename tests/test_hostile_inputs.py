@@ -23,13 +23,15 @@ CASES: dict[str, tuple[str, bytes, str]] = {
     "csv with a NUL byte": ("nul.csv", _csv(ROWS + [("差\x00评", "neg")]), "nul.csv:42 [text]: text holds a NUL byte"),
     "csv with an unterminated quote": ("quote.csv", b'text,label\n"good,pos\nbad,neg\n', "quote.csv:2"),
     "csv with a 5 MB single line": ("long.csv", _csv(ROWS) + b"x" * 5_000_000 + b",pos\n", "long.csv:42"),
-    "labels 1 and 1.0 in one file": ("nums.csv", _csv([(f"a{i}", "1") for i in range(10)] + [(f"b{i}", "1.0") for i in range(10)]
+    "labels 1 and 1.0 in one file": ("nums.csv", _csv([(f"a{i}", "1") for i in range(10)]
+                                                  + [(f"b{i}", "1.0") for i in range(10)]
                                                   + [(f"c{i}", "0") for i in range(10)]),
                                      "labels '1', '1.0' are one number spelled differently"),
     "empty file": ("empty.csv", b"", "empty.csv: file is empty"),
     "header-only file": ("header.csv", b"text,label\n", "need at least 2 classes"),
     "two rows, nothing to hold out": ("two.csv", _csv([("好", "pos"), ("差", "neg")]), "too few to hold out"),
-    "jsonl with a non-object line": ("list.jsonl", b'{"text": "a", "label": "x"}\n[1, 2]\n', "list.jsonl:2: expected a JSON object"),
+    "jsonl with a non-object line": ("list.jsonl", b'{"text": "a", "label": "x"}\n[1, 2]\n',
+                                     "list.jsonl:2: expected a JSON object"),
     "jsonl with trailing garbage": ("trail.jsonl", b'{"text": "a", "label": "x"}\n{"text": "b", "label": "y"} junk\n',
                                     "trail.jsonl:2: not valid JSON"),
     "json that is an object, not a list": ("obj.json", json.dumps({"text": "a", "label": "x"}).encode(),
