@@ -6,14 +6,13 @@ import torch
 from safetensors.torch import save_file
 
 from lmforge import config
+from lmforge.models.load import set_dropout
 from lmforge.run import fit_prepared, prepare
 
 
 def main(out: str, overrides: list[str]) -> None:
     prepared = prepare(config.load(None, overrides))
-    for module in prepared.model.modules():  # each process would draw its own dropout masks
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+    set_dropout(prepared.model, 0.0)  # each process would draw its own dropout masks
     result = fit_prepared(prepared)
     model = prepared.model
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
