@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from transformers import BertConfig, BertForSequenceClassification
 
@@ -82,3 +83,14 @@ def test_a_collapsed_model_is_said_first_in_its_report(tiny_cfg, tmp_path):
     assert metrics["warnings"] and metrics["warnings"][0].startswith("COLLAPSED")
     report = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     assert "COLLAPSED" in report
+
+
+def test_frozen_embeddings_stay_unchanged_while_the_rest_trains(tiny_cfg):
+    from lmforge.run import fit_prepared, prepare
+
+    prepared = prepare(tiny_cfg("train.freeze_embeddings=true", "train.max_steps=2"))
+    table = prepared.model.get_input_embeddings().weight.detach().clone()
+    body = {k: v.detach().clone() for k, v in prepared.model.named_parameters() if "encoder" in k}
+    fit_prepared(prepared)
+    assert torch.equal(prepared.model.get_input_embeddings().weight, table)
+    assert any(not torch.equal(p, body[k]) for k, p in prepared.model.named_parameters() if k in body)
