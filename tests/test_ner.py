@@ -121,8 +121,9 @@ def test_predict_command_writes_spans(tagger, tmp_path):
 def test_evaluate_and_baseline_commands(ner_data, tagger, tmp_path):
     assert main(["evaluate", str(tagger / "best"), "--data", str(ner_data / "test.jsonl"), "--out",
                  str(tmp_path / "eval")]) == 0
-    report = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
-    assert "<mark" in report or json.loads((tmp_path / "eval" / "metrics.json").read_text())["f1_micro"] == 1.0
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["f1_micro"] > 0.9 and evaluated["baseline"]["method"].startswith("CRF")
+    assert "Per class" in (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
     assert main(["baseline", "task=ner", f"data.train={ner_data / 'train.jsonl'}", f"data.test={ner_data / 'test.jsonl'}",
                  f"output_dir={tmp_path / 'crf'}"]) == 0
     crf = json.loads((tmp_path / "crf" / "metrics.json").read_text())
