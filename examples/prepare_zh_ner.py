@@ -68,9 +68,9 @@ def read_tokens(line: str) -> tuple[str | None, list[Token]]:
     compound's tag (nt, ns, ...) and the index of its first token."""
     items = line.split()
     article = None
-    if items and ID.match(items[0].rsplit("/", 1)[0]):
-        article = ID.match(items[0].rsplit("/", 1)[0]).group(1)  # type: ignore[union-attr]
-        items = items[1:]
+    numbered = ID.match(items[0].rsplit("/", 1)[0]) if items else None
+    if numbered:
+        article, items = numbered.group(1), items[1:]
     tokens: list[Token] = []
     opened = -1
     for item in items:

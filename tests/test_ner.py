@@ -86,13 +86,14 @@ def test_first_subtoken_labelled_the_rest_ignored(ner_data, tmp_path):
 
 
 def test_tiny_model_learns_the_planted_entities(ner_data, tagger, tmp_path):
+    import torch
+
     from lmforge.run import prepare
     from lmforge.runtime.forward import run_forward
 
     metrics = json.loads((tagger / "metrics.json").read_text())
     untrained = prepare(ner_cfg(ner_data, tmp_path / "untrained"))
-    outputs = run_forward(untrained.task, untrained.model, untrained.validation, 64, __import__("torch").device("cpu"),
-                          "fp32")
+    outputs = run_forward(untrained.task, untrained.model, untrained.validation, 64, torch.device("cpu"), "fp32")
     random_f1 = untrained.task.score(outputs, untrained.validation)["f1_micro"]
     assert metrics["f1_micro"] > 0.9 and random_f1 < 0.3
     assert set(metrics["per_class"]) == {"LOC", "PER"} and metrics["baseline"]["method"].startswith("CRF")
