@@ -97,6 +97,8 @@ def test_no_capability_is_decided_by_a_task_name():
     (["objective=clm"], "objective=clm"),
     (["task=generation", "classification.multi_label=true"], "classification.multi_label"),
     (["task=pretrain", "generation.max_new_tokens=8"], "generation.max_new_tokens"),
+    (["ner.scheme=bioes"], "ner.scheme"),
+    (["task=ner", "classification.multi_label=true"], "classification.multi_label"),
 ])
 def test_keys_that_do_not_apply_are_refused_by_name(tiny_cfg, tmp_path, overrides, key):
     from lmforge.run import prepare

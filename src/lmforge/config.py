@@ -97,6 +97,12 @@ class ClassificationConfig:
 
 
 @dataclass
+class NerConfig:
+    scheme: str = opt("bio", "tags the model predicts: bio | bioes (input files may use either; they are converted)",
+                      choices=("bio", "bioes"))
+
+
+@dataclass
 class LoraConfig:
     r: int = opt(8, "rank of the low-rank update", low=1)
     alpha: int = opt(16, "scale of the update (alpha / r multiplies it)", low=1)
@@ -157,7 +163,7 @@ class DistillConfig:
 
 @dataclass
 class Config:
-    task: str = opt("classification", "what to train: classification | generation | pretrain")
+    task: str = opt("classification", "what to train: classification | ner (token tagging) | generation | pretrain")
     objective: str = opt("mlm", "pretrain: mlm (masked LM, BERT-style encoder) | clm (causal LM, Llama-style decoder)",
                          choices=("mlm", "clm"))
     method: str = opt("full", "full: train every weight | lora: train low-rank adapters (peft)", choices=("full", "lora"))
@@ -167,6 +173,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
+    ner: NerConfig = field(default_factory=NerConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 # Config groups only some tasks read; a task lists the ones it reads in `config_groups`.
-TASK_GROUPS = ("classification", "lora", "generation", "pretrain", "distill")
+TASK_GROUPS = ("classification", "ner", "lora", "generation", "pretrain", "distill")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""`lmforge predict MODEL --input FILE --output FILE`: labels and probabilities for every row."""
+"""`lmforge predict MODEL --input FILE --output FILE`: labels and probabilities (a tagger: entities as
+character spans) for every row."""
 
 from __future__ import annotations
 
@@ -41,9 +42,19 @@ def _write(path: Path, rows: list[dict], suffix: str) -> None:
 
 
 def _write_csv(f, rows: list[dict]) -> None:
+    if rows and "probs" not in rows[0]:  # a tagger's entities: one JSON column per nested value
+        _write_json_columns(f, rows)
+        return
     names = list(rows[0]["probs"]) if rows else []
     writer = csv.writer(f)
     writer.writerow(["text", "label", *[f"p_{n}" for n in names]])
     for r in rows:
         label = "|".join(r["label"]) if isinstance(r["label"], list) else r["label"]
         writer.writerow([r["text"], label, *[r["probs"][n] for n in names]])
+
+
+def _write_json_columns(f, rows: list[dict]) -> None:
+    writer = csv.writer(f)
+    writer.writerow(list(rows[0]))
+    for r in rows:
+        writer.writerow([v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in r.values()])

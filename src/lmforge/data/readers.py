@@ -18,7 +18,9 @@ from typing import Any
 
 from lmforge.errors import DataError, LmforgeError, Problem
 
-SUPPORTED = ".csv, .tsv, .jsonl, .json, .parquet, or a folder written by datasets' save_to_disk"
+SUPPORTED = (".csv, .tsv, .jsonl, .json, .parquet, .conll (.bio .iob .bioes: token and tag per line), "
+             "or a folder written by datasets' save_to_disk")
+CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".bioes")
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,43 @@ def _add_object(location: str, value: Any, rows: list[Row], problems: list[Probl
         problems.append(Problem(location, "", message))
 
 
+# ---------------------------------------------------------------------------- CoNLL
+
+def _read_conll(path: Path, text: str) -> list[Row]:
+    """Token-per-line files, a blank line between sentences: the first field is the token, the last
+    the tag (so CoNLL-2003's four columns read too); `-DOCSTART-` lines are skipped.
+
+    Each sentence is a row {"tokens", "tags", "lines"} located at its first line; "lines" keeps
+    every token's line so a bad tag found later is reported where it is."""
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    lines: list[int] = []
+
+    def flush() -> None:
+        if tokens:
+            rows.append(Row(f"{path}:{lines[0]}", {"tokens": list(tokens), "tags": list(tags), "lines": list(lines)}))
+        tokens.clear(), tags.clear(), lines.clear()
+
+    for number, line in enumerate(text.split("\n"), start=1):
+        fields = line.split()
+        if not fields:
+            flush()
+        elif fields[0] == "-DOCSTART-":
+            flush()
+        elif len(fields) < 2:
+            problems.append(Problem(f"{path}:{number}", "", f"expected a token and a tag, got {line.strip()!r}"))
+        else:
+            tokens.append(fields[0])
+            tags.append(fields[-1])
+            lines.append(number)
+    flush()
+    if problems:
+        raise DataError(problems)
+    return rows
+
+
 # ---------------------------------------------------------------------------- binary formats
 
 def _read_parquet(path: Path, data: bytes) -> list[Row]:
@@ -275,4 +314,5 @@ _TEXT_READERS: dict[str, Callable[[Path, str], list[Row]]] = {
     ".tsv": _read_tsv,
     ".jsonl": _read_jsonl,
     ".json": _read_json,
+    **{suffix: _read_conll for suffix in CONLL_SUFFIXES},
 }

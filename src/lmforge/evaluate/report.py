@@ -21,7 +21,8 @@ from typing import Any
 from lmforge.atomic import write_text
 
 _HEADLINE = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
-             "recall_macro", "ece")
+             "recall_macro", "precision_micro", "recall_micro", "token_accuracy", "ece")
+_BASELINE = "TF-IDF + LR"  # the classifiers' baseline; other tasks name theirs in baseline["method"]
 _MAX_ERRORS = 50
 _NOT_PLOTTED = {"step", "epoch", "elapsed_s"}
 # Class names are often Chinese; use a CJK font when the machine has one, DejaVu otherwise.
@@ -37,6 +38,8 @@ td.text { white-space: pre-wrap; max-width: 40em; }
 .notes { background: #fff8e0; border-left: 4px solid #e0b000; padding: 0.5em 1em; }
 .small { display: inline-block; margin-right: 1.5em; }
 img { max-width: 100%; }
+mark { background: #dbeafe; padding: 0 0.1em; border-radius: 3px; }
+mark sub { color: #555; font-size: 0.7em; margin-left: 0.15em; }
 """
 
 
@@ -142,7 +145,7 @@ def _headline_html(metrics: dict, baseline: dict | None) -> str:
     """Scalar metrics, with the baseline and the difference beside them when there is one."""
     headers = ["Metric", "Model"]
     if baseline is not None:
-        headers += ["Baseline (TF-IDF + LR)", "Δ (model − baseline)"]
+        headers += [f"Baseline ({_esc(baseline.get('method', _BASELINE))})", "Δ (model − baseline)"]
     rows = []
     for key in _headline_keys(metrics, baseline):
         value = metrics.get(key)
@@ -170,6 +173,8 @@ def _errors_html(errors: list[dict]) -> str:
     """The most confident mistakes, which usually show label noise or a systematic confusion."""
     if not errors:
         return ""
+    if "gold_spans" in errors[0]:
+        return _spans_html(errors)
     rows = [
         [str(i), f'<td class="text">{_esc(e.get("text", ""))}</td>', _esc(e.get("label", "")),
          _esc(e.get("pred", "")), _num_cell(e.get("confidence"))]
@@ -180,6 +185,28 @@ def _errors_html(errors: list[dict]) -> str:
         f"<h2>Worst errors ({shown}, most confident first)</h2>"
         + _table(["#", "Text", "True", "Predicted", "Confidence"], rows)
     )
+
+
+def _spans_html(examples: list[dict]) -> str:
+    """Sentences a tagger got wrong, gold and predicted spans highlighted side by side."""
+    rows = [
+        [str(i), f'<td class="text">{_highlight(e["text"], e["gold_spans"])}</td>',
+         f'<td class="text">{_highlight(e["text"], e["pred_spans"])}</td>']
+        for i, e in enumerate(examples[:_MAX_ERRORS], start=1)
+    ]
+    shown = f"{len(rows)} of {len(examples)}" if len(examples) > len(rows) else str(len(rows))
+    return (f"<h2>Sentences with wrong entities ({shown}, most wrong first)</h2>"
+            + _table(["#", "Gold entities", "Predicted entities"], rows))
+
+
+def _highlight(text: str, spans: list[list]) -> str:
+    """`text` escaped, each [start, end, label] span marked and its label written after it."""
+    parts, at = [], 0
+    for start, end, label in sorted(spans):
+        mark = f'<mark title="{_esc(label)}">{_esc(text[start:end])}<sub>{_esc(label)}</sub></mark>'
+        parts += [_esc(text[at:start]), mark]
+        at = end
+    return "".join(parts) + _esc(text[at:])
 
 
 def _confusion_html(confusion: dict | None) -> str:

@@ -1,4 +1,5 @@
-"""Sequence classifiers: a pretrained body with a new head for the label set, or a random-init preset."""
+"""Classifiers (of sequences or of tokens): a pretrained body with a new head for the label set, or a
+random-init preset."""
 
 from __future__ import annotations
 
@@ -16,26 +17,47 @@ COVERAGE_SAMPLE = 1000
 
 def build_classifier(cfg: Config, label_names: list[str], texts: list[str]) -> tuple[Any, Any]:
     """(model, tokenizer) with a freshly initialised head of len(label_names) outputs."""
-    import transformers
     from transformers import AutoModelForSequenceClassification
+
+    problem = "multi_label_classification" if cfg.classification.multi_label else "single_label_classification"
+    head = {**label_head(label_names), "problem_type": problem}
+    return build_headed(cfg, AutoModelForSequenceClassification, head, texts)
+
+
+def build_token_classifier(cfg: Config, label_names: list[str], texts: list[str]) -> tuple[Any, Any]:
+    """(model, tokenizer) with a fresh per-token head of len(label_names) outputs (one per tag)."""
+    from transformers import AutoModelForTokenClassification
+
+    return build_headed(cfg, AutoModelForTokenClassification, label_head(label_names), texts)
+
+
+def label_head(label_names: list[str]) -> dict[str, Any]:
+    """The config entries that name a head's outputs; saved with the model, read back by `label_names`."""
+    return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+            "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+def label_names(model: Any) -> list[str]:
+    """The names of a loaded model's head outputs, in id order."""
+    return [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+
+def build_headed(cfg: Config, auto_class: Any, head: dict[str, Any], texts: list[str]) -> tuple[Any, Any]:
+    """(model, tokenizer): a pretrained body (`model.path`) or a random-init preset, under a new
+    head of `auto_class` described by `head` (num_labels, id2label, ...)."""
+    import transformers
 
     transformers.set_seed(cfg.train.seed)
     tokenizer = load_tokenizer(cfg.model)
     _check_coverage(tokenizer, texts, cfg.train.seed)
-    head = {
-        "num_labels": len(label_names),
-        "id2label": dict(enumerate(label_names)),
-        "label2id": {name: i for i, name in enumerate(label_names)},
-        "problem_type": "multi_label_classification" if cfg.classification.multi_label else "single_label_classification",
-    }
     if cfg.model.preset:
         config = encoder_config(cfg.model.preset, len(tokenizer), tokenizer.pad_token_id, cfg.model.max_length, **head)
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = auto_class.from_config(config)
         logger.warning(f"model: preset '{cfg.model.preset}' with RANDOM weights (no pretrained checkpoint); "
                        "expect it to trail a pretrained model")
     else:
-        model = load_model(cfg.model, AutoModelForSequenceClassification, ignore_mismatched_sizes=True, **head)
-        logger.info(f"model: {cfg.model.path} with a new {len(label_names)}-way head")
+        model = load_model(cfg.model, auto_class, ignore_mismatched_sizes=True, **head)
+        logger.info(f"model: {cfg.model.path} with a new {head['num_labels']}-way head")
     if model.config.pad_token_id is None:  # decoder bodies find the last real token through it
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

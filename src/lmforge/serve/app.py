@@ -1,7 +1,8 @@
 """The FastAPI app: `create_app(model_path, ...)` for Python and tests, `run(...)` for `lmforge serve`.
 
 Routes are thin: validate (schemas), check limits, hand work to the batcher or the engine, shape the
-OpenAI-style response. Middleware (outermost first): metrics, API key, body size.
+OpenAI-style response (`/v1/classify` and `/v1/ner` share every guard and the batch queue).
+Middleware (outermost first): metrics, API key, body size.
 """
 
 from __future__ import annotations
@@ -95,6 +96,15 @@ def _add_routes(app: FastAPI) -> None:
         texts = check_texts(app, body.input)
         # Each text is its own queue item so texts of many requests share forward passes.
         results = await asyncio.gather(*(submit(request, ("classify", t)) for t in texts))
+        return {"object": "list", "data": list(results), "model": engine.name}
+
+    @app.post("/v1/ner")
+    async def ner(body: ClassifyRequest, request: Request) -> dict[str, Any]:
+        """Entities of each text as character spans [start, end) with a type and a score."""
+        engine = app.state.engine
+        check_model(engine, body.model, engine.tags_spans, "a token-classification (ner) model")
+        texts = check_texts(app, body.input)
+        results = await asyncio.gather(*(submit(request, ("ner", t)) for t in texts))
         return {"object": "list", "data": list(results), "model": engine.name}
 
 

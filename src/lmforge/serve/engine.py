@@ -16,7 +16,7 @@ import numpy as np
 from lmforge.config import GenerationConfig
 from lmforge.decoding import Completion, complete, cut_at_stop, prompt_text, stream, tokenizer_lock
 from lmforge.inference import Loaded
-from lmforge.tasks.contracts import ClassifiesSequences, Generates
+from lmforge.tasks.contracts import ClassifiesSequences, Generates, TagsSpans
 
 T = TypeVar("T")
 # Tokens an embedding reads at most, as `lmforge kb` embeds (and all-MiniLM was trained): vectors
@@ -52,6 +52,11 @@ class Engine:
         return isinstance(self.loaded.task, ClassifiesSequences)
 
     @property
+    def tags_spans(self) -> bool:
+        """Token taggers find typed character spans (entities) in texts."""
+        return isinstance(self.loaded.task, TagsSpans)
+
+    @property
     def generates(self) -> bool:
         return isinstance(self.loaded.task, Generates)
 
@@ -62,9 +67,10 @@ class Engine:
         return self.classifies and not any(a.endswith("ForSequenceClassification") for a in architectures)
 
     def run(self, items: list[tuple[str, Any]]) -> list[Any]:
-        """One batch from the queue: ("classify" | "embed" | "complete", payload) items, each kind in one call."""
-        kinds: dict[str, Callable[[list], list]] = {"classify": self.classify_batch, "embed": self.embed_batch,
-                                                    "complete": self.complete}
+        """One batch from the queue: ("classify" | "ner" | "embed" | "complete", payload) items, each kind in one
+        call."""
+        kinds: dict[str, Callable[[list], list]] = {"classify": self.classify_batch, "ner": self.classify_batch,
+                                                    "embed": self.embed_batch, "complete": self.complete}
         return _grouped(items, lambda item: item[0], lambda kind, group: kinds[kind]([p for _, p in group]))
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
@@ -85,6 +91,7 @@ class Engine:
         return replace(cfg, stop=list(stop)) if stop is not None else cfg
 
     def classify_batch(self, texts: list[str]) -> list[dict[str, Any]]:
+        """The model's prediction records (`lmforge.load(...).predict`): labels, or a tagger's entities."""
         return self.loaded.predict(texts)
 
     def embed_batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:

@@ -19,7 +19,7 @@ class _Request(BaseModel):
 
 
 class ClassifyRequest(_Request):
-    input: str | list[str] = Field(description="one text or a list of texts to label")
+    input: str | list[str] = Field(description="one text or a list of texts to label (or, for /v1/ner, to tag)")
     model: str | None = None
 
 

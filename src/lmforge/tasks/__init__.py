@@ -8,7 +8,7 @@ from typing import Any
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.registry import TASKS
-from lmforge.tasks import classification, distillation, generation, pretrain  # noqa: F401  (they register)
+from lmforge.tasks import classification, distillation, generation, ner, pretrain  # noqa: F401  (they register)
 from lmforge.tasks.contracts import Task
 
 

@@ -211,7 +211,9 @@ class Classification:
 
     def bind(self, model: Model, tokenizer: PreTrainedTokenizerBase) -> None:
         """Attach to a built or loaded model: its label names and the tokenizer's pad id."""
-        self.label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        from lmforge.models.classifier import label_names
+
+        self.label_names = label_names(model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     # ---- loop hooks -------------------------------------------------------------------------

@@ -142,6 +142,14 @@ class Predicts(Protocol[S_co]):
         """One JSON-ready record per example, in order."""
 
 
+@runtime_checkable
+class TagsSpans(Protocol):
+    """A token tagger whose predictions are typed character spans of each input text (`POST /v1/ner`):
+    `predictions` gives {"entities": [{"start", "end", "label", "score"}]} per text."""
+
+    entity_types: list[str]
+
+
 Conversation = list[dict[str, str]]  # {"role": ..., "content": ...} messages, system first if any
 
 

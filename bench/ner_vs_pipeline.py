@@ -1,0 +1,66 @@
+"""Token-classification predict throughput: `lmforge.load(model).predict` vs transformers'
+`pipeline("token-classification")` on the same model folder, texts and precision (fp32).
+
+The pipeline groups sub-tokens into entities (`aggregation_strategy="first"`, the rule lmforge
+trains with); both return character offsets. Each variant runs once to warm up, then is timed
+over every text; the entity spans of both are compared so the speed-up is not bought with
+different answers.
+
+Usage: flock /tmp/lmforge-heavy.lock python bench/ner_vs_pipeline.py MODEL_FOLDER TEXTS.jsonl [--n 1000]
+(e.g. runs/zh_ner/best and data/zh_ner/test.jsonl from configs/ner/zh_people_daily.yaml)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+
+def lmforge_spans(folder: str, texts: list[str], batch: int) -> tuple[float, list[set]]:
+    import lmforge
+
+    loaded = lmforge.load(folder, precision="fp32", batch_size=batch)
+    loaded.predict(texts[:batch])
+    start = time.perf_counter()
+    records = loaded.predict(texts)
+    seconds = time.perf_counter() - start
+    return seconds, [{(e["start"], e["end"], e["label"]) for e in r["entities"]} for r in records]
+
+
+def pipeline_spans(folder: str, texts: list[str], batch: int) -> tuple[float, list[set]]:
+    from transformers import pipeline
+
+    tagger = pipeline("token-classification", model=folder, aggregation_strategy="first", device="cpu",
+                      dtype=torch.float32)
+    tagger(texts[:batch], batch_size=batch)
+    start = time.perf_counter()
+    found = tagger(texts, batch_size=batch)
+    seconds = time.perf_counter() - start
+    # The pipeline names entity groups by the tag without its B-/I- prefix, as lmforge does.
+    return seconds, [{(e["start"], e["end"], e["entity_group"]) for e in row} for row in found]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("texts")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    lines = Path(args.texts).read_text(encoding="utf-8").splitlines()[: args.n]
+    texts = [json.loads(line)["text"] for line in lines]
+    ours, our_spans = lmforge_spans(args.model, texts, args.batch)
+    theirs, their_spans = pipeline_spans(args.model, texts, args.batch)
+    same = sum(a == b for a, b in zip(our_spans, their_spans)) / len(texts)
+    print(f"{len(texts)} texts, batch {args.batch}, fp32, {torch.get_num_threads()} threads")
+    print(f"| variant | texts/s | seconds |\n|---|---|---|\n| lmforge predict | {len(texts) / ours:.1f} | {ours:.2f} |")
+    print(f"| pipeline('token-classification') | {len(texts) / theirs:.1f} | {theirs:.2f} |")
+    print(f"speed-up {theirs / ours:.2f}x; identical entity sets on {same:.1%} of texts")
+
+
+if __name__ == "__main__":
+    main()
