@@ -15,9 +15,12 @@ and added token, gives a standard smaller HF folder:
 
 With `chars`, every single-character piece of the scripts the data is written in is kept too, so a
 character the data happens to lack (a rare Chinese character at prediction time) is still read as
-itself rather than as the unknown token; for Chinese that is ~20k rows, still a fraction of 250k.
-Pieces whose texts fall below `min_count` uses are dropped; such texts are re-segmented into the
-remaining pieces.
+itself rather than as the unknown token (multilingual-e5-small on the zh sentiment training texts:
+12,417 pieces used plus 5,167 such characters = 17,584 of 250,037 rows; 3,173 of the 3,473 test
+reviews then tokenize exactly as before, the rest into smaller pieces, with no new unknown tokens).
+It is the default because that costs a few MB while an unknown token throws the character away.
+Pieces used fewer than `min_count` times are dropped; texts that used them are re-segmented into
+the remaining pieces.
 """
 
 from __future__ import annotations
