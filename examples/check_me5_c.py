@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from assets import package_dir
 
 # Includes e5.c itself so the driver can call its static tokenizer; reads texts (one per line) on

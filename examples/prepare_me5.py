@@ -29,10 +29,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import e5s1
 import numpy as np
-from assets import package_dir
 
+import e5s1
+from assets import package_dir
 from lmforge.atomic import write_dir
 
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -47,8 +47,8 @@ SUFFIXES = {"w": "weight", "b": "bias"}
 
 def hf_name(name: str) -> str:
     """`l3.q.w` -> `encoder.layer.3.attention.self.query.weight`; `emb.word` -> `embeddings.word_embeddings.weight`."""
-    head, part, *suffix = name.split(".")
     try:
+        head, part, *suffix = name.split(".")
         kind = SUFFIXES[suffix[0] if suffix else "w"]  # the embedding tables carry no .w suffix
         if head == "emb":
             return f"embeddings.{EMBEDDING_PARTS[part]}.{kind}"
