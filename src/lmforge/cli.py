@@ -181,6 +181,19 @@ COMMANDS: dict[str, Command] = {
                             "help": "bf16 weights; int8 weights with int8 activations at run time (classifiers); "
                                     "int8 weights, float activations (decoders)"}),
                                (["--out"], {"required": True, "help": "quantized model folder to write"}), _OVERWRITE]),
+    "trim-vocab": Command("keep only the vocabulary some data uses: a smaller model folder (same tokens and "
+                          "outputs on that data)",
+                          flags=[_MODEL, (["--data"], {"required": True,
+                                                       "help": "comma-separated data files whose texts must stay "
+                                                               "covered (.csv, .tsv, .jsonl, .json, .parquet)"}),
+                                 (["--out"], {"required": True, "help": "trimmed model folder to write"}),
+                                 (["--min-count"], {"type": int,
+                                                    "help": "keep a piece only if the data uses it this many times"}),
+                                 (["--columns"], {"help": "comma-separated text columns (default: every text field)"}),
+                                 (["--no-chars"], {"action": "store_false", "dest": "chars",
+                                                   "help": "do not also keep every single-character piece of the "
+                                                           "data's scripts (unseen characters then become unknown)"}),
+                                 _OVERWRITE]),
     "export-onnx": Command("export a classifier to ONNX, checked with onnxruntime",
                            flags=[_MODEL, (["--out"], {"required": True,
                                                        "help": "folder for model.onnx, tokenizer and config"}),

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from lmforge.atomic import write_text
-from lmforge.errors import LmforgeError
+from lmforge.commands.args import comma_list
 from lmforge.log import logger
 from lmforge.outputs import Output, check_outputs
 from lmforge.privacy.pii import redact_file
@@ -16,7 +16,7 @@ def run(input: str, out: str, report: str | None = None, columns: str | None = N
         encoding: str = "utf-8", overwrite: bool = False) -> dict:
     """Redact `input` into `out` and return the report; with `report`, also save it as JSON.
     Both output paths are checked before either is written."""
-    names = _parse_columns(columns)
+    names = None if columns is None else comma_list(columns, "--columns", "text,answer")
     outputs = [Output(out, "--out", "file")] + ([Output(report, "--report", "file")] if report is not None else [])
     check_outputs(outputs, [input], overwrite)
     result = redact_file(Path(input), Path(out), names, encoding)
@@ -24,16 +24,6 @@ def run(input: str, out: str, report: str | None = None, columns: str | None = N
         write_text(Path(report), json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     logger.info(_summary(result, out))
     return result
-
-
-def _parse_columns(columns: str | None) -> list[str] | None:
-    """`--columns text,answer` -> ["text", "answer"]; an empty list would redact nothing."""
-    if columns is None:
-        return None
-    names = [name.strip() for name in columns.split(",") if name.strip()]
-    if not names:
-        raise LmforgeError("--columns names no column; give e.g. --columns text,answer")
-    return names
 
 
 def _summary(result: dict, out: str) -> str:
