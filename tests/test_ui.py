@@ -223,3 +223,29 @@ def test_the_command_binds_loopback_by_default():
 
     defaults = {k: p.default for k, p in inspect.signature(ui.run).parameters.items()}
     assert defaults["host"] == "127.0.0.1" and defaults["port"] == 7860 and defaults["api_key"] is None
+
+
+@pytest.mark.slow
+def test_start_cancel_and_resume_a_real_run(tiny, tmp_path):
+    """A run started through the API is a real `lmforge finetune` process; cancelling it is Ctrl-C,
+    which leaves it resumable, and Resume continues it from the checkpoint."""
+    runs = tmp_path / "runs"
+    values = {"data.train": str(tiny / "train.csv"), "model.preset": "tiny", "model.tokenizer": str(tiny / "tok"),
+              "train.epochs": "50", "train.batch_size": "16", "train.precision": "fp32", "train.save_every": "2",
+              "train.log_every": "1"}
+    with TestClient(create_app(runs, [str(tiny)])) as c:
+        assert c.post("/api/start", json={"name": "long", "values": values}).json() == {"path": "long"}
+        state = runs / "long" / "checkpoint" / "state.json"
+        deadline = time.monotonic() + 180
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert c.get("/api/run", params={"path": "long"}).json()["summary"]["status"] == "running"
+        assert c.post("/api/run/cancel", params={"path": "long"}).json()["status"] == "interrupted"
+        log = runs / "long" / "train_log.jsonl"
+        size = log.stat().st_size
+        assert c.post("/api/run/resume", params={"path": "long"}).status_code == 200
+        while log.stat().st_size == size and time.monotonic() < deadline + 120:
+            time.sleep(0.5)
+        detail = c.get("/api/run", params={"path": "long"}).json()
+        assert detail["summary"]["status"] == "running" and log.stat().st_size > size, detail["output"]
+        assert c.post("/api/run/cancel", params={"path": "long"}).json()["status"] == "interrupted"

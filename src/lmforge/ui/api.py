@@ -47,9 +47,9 @@ def add(app: FastAPI) -> None:
     @app.get("/api/run")
     def run(path: str) -> dict[str, Any]:
         folder = roots.run_dir(path)
-        if not folder.is_dir():
+        if not folder.is_dir() and jobs.alive(folder) is None:  # a run just started has no folder for a while
             raise HTTPException(404, f"no run folder '{path}'")
-        parts = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in ("tensorboard", "tokens"))
+        parts = sorted(p.name for p in folder.glob("*/") if p.name not in ("tensorboard", "tokens"))
         return {"summary": summary(folder).as_dict(), "config": read_config(folder),
                 "metrics": read_json(folder / "metrics.json"), "report": (folder / "report.html").is_file(),
                 "folders": parts, "output": jobs.output(folder)}

@@ -18,7 +18,7 @@ function ticks(low, high, count) {
 
 function label(value) {
   const size = Math.abs(value);
-  if (size !== 0 && (size < 1e-2 || size >= 1e4)) return value.toExponential(1);
+  if (size !== 0 && (size < 1e-2 || size >= 1e4)) return value.toExponential(2);
   return Number.isInteger(value) ? String(value) : value.toFixed(size < 1 ? 3 : 1);
 }
 
@@ -40,8 +40,8 @@ export function lineChart(box, title, series) {
     chart.append(svg("text", { x: PAD.left - 4, y: sy(y) + 4, "text-anchor": "end" }, label(y)));
   }
   if (all.length) {
-    for (const x of ticks(x0, x1, 4)) {
-      chart.append(svg("text", { x: sx(x), y: H - 8, "text-anchor": "middle" }, label(Math.round(x))));
+    for (const x of new Set(ticks(x0, x1, 4).map(Math.round))) {  // steps are whole: no tick twice
+      chart.append(svg("text", { x: sx(x), y: H - 8, "text-anchor": "middle" }, label(x)));
     }
   }
   drawn.forEach((s, i) => {

@@ -62,8 +62,10 @@ export async function showNewRun(view) {
       const result = await post(route, { name: form.elements.name.value.trim(), values: changed(form, schema) });
       if (route === "/api/start") location.hash = `#/run?path=${encodeURIComponent(result.path)}`;
       else report.replaceChildren(preflight(result));
+      report.scrollIntoView({ block: "nearest" });
     } catch (error) {
       report.replaceChildren(failure(error));
+      report.scrollIntoView({ block: "nearest" });
       const field = error.key && form.querySelector(`.field[data-key="${CSS.escape(error.key)}"]`);
       if (field) {
         field.classList.add("invalid");

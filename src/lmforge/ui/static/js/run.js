@@ -19,8 +19,17 @@ export async function showRun(view, params, signal) {
   let records = log.records;
   const charts = el("div", { class: "charts", id: "charts" });
   const head = el("div", { class: "run-head" });
-  view.replaceChildren(el("h1", {}, path), head, charts, el("div", { id: "details" }, details(detail)));
+  view.replaceChildren(el("h1", {}, path), head, charts, el("div", { id: "details" }, ...details(detail)));
   header(head, detail, view, params, signal);
+  // The header follows the log; the config and folders are read again once the run has written them.
+  const refresh = async (last) => {
+    if (!detail.config.task) {
+      detail = await get("/api/run", { path });
+      view.querySelector("#details").replaceChildren(...details(detail));
+    }
+    detail.summary.steps = last.step ?? detail.summary.steps;
+    header(head, detail, view, params, signal);
+  };
   const redraw = () => {
     const figures = curves(records, detail.summary.metric).map((c) => {
       const figure = el("figure", { "data-chart": c.title });
@@ -36,6 +45,7 @@ export async function showRun(view, params, signal) {
       if (name === "records") {
         records = thin(records.concat(data));
         redraw();
+        refresh(data[data.length - 1]);
       } else if (name === "end") {
         showRun(view, params, signal);  // the run stopped: show its final state (metrics, report)
       }
