@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from test_generation import bpe, qa_file  # noqa: F401 - the tiny decoder's fixtures, shared
 
 from lmforge.ui.app import create_app
 from lmforge.ui.runs import RUNNING_WINDOW_S, downsample, read_records
@@ -67,6 +68,29 @@ def test_status_comes_from_the_folder(client):
     assert rows["done"]["model"] == "preset:tiny"
 
 
+def test_sweeps_their_trials_and_model_folders_are_listed(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root / "sweep" / "trial-000")
+    (root / "sweep" / "leaderboard.json").write_text("[]", encoding="utf-8")
+    make_run(root / "plain")
+    (root / "plain" / "best").mkdir()
+    (root / "plain" / "best" / "lmforge.yaml").write_text("task: classification\n", encoding="utf-8")
+    (root / "int8").mkdir()
+    (root / "int8" / "lmforge.yaml").write_text("task: classification\n", encoding="utf-8")
+    with TestClient(create_app(root)) as c:
+        rows = {r["path"]: (r["kind"], r["status"]) for r in c.get("/api/runs").json()["runs"]}
+        assert rows == {"sweep": ("sweep", "finished"), "sweep/trial-000": ("run", "finished"),
+                        "plain": ("run", "finished"), "int8": ("model", "finished")}  # best/ is part of its run
+        assert sorted(c.get("/api/models").json()) == ["int8", "plain/best"]
+
+
+def test_the_form_offers_data_files_from_the_data_roots(client, runs):
+    (runs.parent / "data" / "zh").mkdir(parents=True)
+    (runs.parent / "data" / "zh" / "评论.csv").write_text("text,label\n", encoding="utf-8")
+    (runs.parent / "data" / "notes.md").write_text("", encoding="utf-8")
+    assert client.get("/api/files").json() == [str(runs.parent / "data" / "zh" / "评论.csv")]
+
+
 def test_200_runs_page_sort_and_filter(tmp_path):
     root = tmp_path / "runs"
     for i in range(200):
@@ -107,8 +131,6 @@ def test_a_partly_written_line_waits_for_the_next_read(tmp_path):
 def test_the_stream_yields_new_log_lines_then_ends(client, runs):
     log = runs / "live" / "train_log.jsonl"
     offset = client.get("/api/run/log", params={"path": "live"}).json()["offset"]
-    seen: list[tuple[str, object]] = []
-
     def write_later() -> None:
         time.sleep(0.8)
         with open(log, "a", encoding="utf-8") as f:
@@ -120,12 +142,7 @@ def test_the_stream_yields_new_log_lines_then_ends(client, runs):
     writer.start()
     with client.stream("GET", "/api/run/stream", params={"path": "live", "offset": offset}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        event = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                seen.append((event, json.loads(line[6:])))
+        seen = sse(response)
     writer.join()
     assert seen == [("records", [{"step": 4, "train_loss": 0.2}]), ("end", "finished")]
 
@@ -249,3 +266,32 @@ def test_start_cancel_and_resume_a_real_run(tiny, tmp_path):
         detail = c.get("/api/run", params={"path": "long"}).json()
         assert detail["summary"]["status"] == "running" and log.stat().st_size > size, detail["output"]
         assert c.post("/api/run/cancel", params={"path": "long"}).json()["status"] == "interrupted"
+
+
+def sse(response) -> list[tuple[str, object]]:
+    """(event, data) pairs of a server-sent event stream."""
+    found, event = [], ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            found.append((event, json.loads(line[6:])))
+    return found
+
+
+@pytest.mark.slow
+def test_chat_streams_a_generation_models_answer(bpe, qa_file, tmp_path):  # noqa: F811 - fixtures
+    from lmforge.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["finetune", "task=generation", f"data.train={qa_file}", "model.preset=tiny",
+                 f"model.tokenizer={bpe}", f"output_dir={runs / 'chat'}", "train.epochs=1", "train.batch_size=8",
+                 "train.precision=fp32", "generation.max_new_tokens=8"]) == 0
+    with TestClient(create_app(runs)) as c:
+        body = {"model": "chat/best", "messages": [{"role": "user", "content": "你好"}]}
+        with c.stream("POST", "/api/chat", json=body) as response:
+            events = sse(response)
+        assert events[-1] == ("end", None) and all(e == "piece" and isinstance(d, str) for e, d in events[:-1])
+        refused = c.post("/api/classify", json={"model": "chat/best", "text": "你好"})
+        assert refused.status_code == 400 and "classification" in refused.json()["error"]["message"]
+        assert c.post("/api/chat", json={"model": "chat/best", "messages": []}).status_code == 422

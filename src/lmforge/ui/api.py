@@ -17,6 +17,7 @@ from lmforge.ui.paths import Roots
 from lmforge.ui.runs import Summary, discover, downsample, read_config, read_json, read_records, status, summarize
 
 POLL_S = 0.5  # how often a live stream looks for new log lines
+DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt", ".enc", ".gz")
 SORTS = ("updated", "started", "path", "task", "model", "status", "best", "steps")
 
 
@@ -103,6 +104,11 @@ def add(app: FastAPI) -> None:
     @app.get("/api/schema")
     def schema() -> list[dict[str, Any]]:
         return newrun.schema()
+
+    @app.get("/api/files")
+    def files() -> list[str]:
+        """Data files under the --data roots, offered by the form's data fields."""
+        return roots.files(DATA_SUFFIXES)
 
     @app.post("/api/preflight")
     def preflight(body: NewRun) -> dict[str, Any]:

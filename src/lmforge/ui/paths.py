@@ -6,6 +6,7 @@ check, so `../../etc/passwd` and a symlink pointing out of a root are refused al
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,17 @@ class Roots:
         if not real.is_relative_to(self.runs):
             raise Refused(f"'{rel}' is not inside the runs folder")
         return real
+
+    def files(self, suffixes: tuple[str, ...], limit: int = 500) -> list[str]:
+        """Files under the data roots ending in one of `suffixes` (at most `limit`), for the form to offer."""
+        found: list[str] = []
+        for root in self.data:
+            for here, dirs, names in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(str(Path(here) / n) for n in sorted(names) if n.endswith(suffixes))
+                if len(found) >= limit:
+                    return found[:limit]
+        return found
 
     def rel(self, folder: Path) -> str:
         """The id of a folder under the runs folder: its relative path with '/' separators."""

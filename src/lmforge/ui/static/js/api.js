@@ -59,10 +59,13 @@ export async function text(path, params = {}) {
   return (await send(`${path}?${query(params)}`, {})).text();
 }
 
-// Server-sent events read with fetch (EventSource cannot send the API key): calls onEvent(name, data)
-// for each event until the stream ends or `signal` aborts.
-export async function events(path, params, onEvent, signal) {
-  const response = await send(`${path}?${query(params)}`, { signal });
+// Server-sent events read with fetch (EventSource cannot send the API key, nor POST a body): calls
+// onEvent(name, data) for each event until the stream ends or `signal` aborts.
+export async function events(path, params, onEvent, signal, body) {
+  const posted = body === undefined ? {} : {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  };
+  const response = await send(`${path}?${query(params)}`, { ...posted, signal });
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

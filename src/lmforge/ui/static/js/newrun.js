@@ -5,6 +5,7 @@ import { post, get } from "./api.js";
 import { el, failure, table } from "./dom.js";
 
 const OPEN = new Set(["", "model", "data", "train"]);  // groups shown unfolded
+const DATA_KEYS = new Set(["data.train", "data.validation", "data.test", "distill.unlabelled"]);  // offer files
 
 function initial(field) {
   return Array.isArray(field.default) ? field.default.join(",") : String(field.default);
@@ -15,6 +16,7 @@ function input(field) {
   const control = field.type === "bool"
     ? el("input", { type: "checkbox", id, name: field.key, checked: field.default })
     : el("input", { type: "text", id, name: field.key, value: initial(field),
+      list: DATA_KEYS.has(field.key) ? "data-files" : undefined,
       inputmode: field.type === "int" || field.type === "float" ? "decimal" : undefined });
   return el("div", { class: "field", "data-key": field.key },
     el("label", { for: id }, field.key), control, el("small", {}, field.doc), el("span", { class: "field-error" }));
@@ -31,7 +33,7 @@ function changed(form, schema) {
 }
 
 export async function showNewRun(view) {
-  const schema = await get("/api/schema");
+  const [schema, files] = await Promise.all([get("/api/schema"), get("/api/files")]);
   const groups = new Map();
   for (const field of schema) {
     const group = field.key.includes(".") ? field.key.split(".")[0] : "";
@@ -49,7 +51,7 @@ export async function showNewRun(view) {
     el("div", { class: "toolbar" },
       el("button", { type: "button", id: "check", onclick: () => submit("/api/preflight") }, "Check data"),
       el("button", { type: "button", id: "start", class: "primary", onclick: () => submit("/api/start") }, "Start run")),
-    report);
+    report, el("datalist", { id: "data-files" }, files.map((f) => el("option", { value: f }))));
   view.replaceChildren(el("h1", {}, "New run"), form);
 
   async function submit(route) {
