@@ -219,9 +219,12 @@ def test_an_existing_run_name_is_refused_before_starting(client, runs):
     assert response.json()["error"]["key"] == "name", response.text
 
 
-def test_resume_only_interrupted_runs(client):
+def test_resume_only_interrupted_runs_whose_data_is_inside_the_roots(client, runs):
     assert client.post("/api/run/resume", params={"path": "done"}).status_code == 409
     assert client.post("/api/run/cancel", params={"path": "done"}).status_code == 400
+    (runs / "stopped" / "config.yaml").write_text(yaml.safe_dump({"data": {"train": "/etc/passwd"}}), encoding="utf-8")
+    refused = client.post("/api/run/resume", params={"path": "stopped"}).json()["error"]
+    assert refused["key"] == "data.train" and "outside" in refused["message"]
 
 
 def test_api_key(runs):

@@ -80,7 +80,7 @@ def add(app: FastAPI) -> None:
         folder = roots.run_dir(path)
         if status(folder, jobs.alive(folder)) != "interrupted":
             raise HTTPException(409, f"'{path}' is not an interrupted run")
-        newrun.resume(jobs, folder)
+        newrun.resume(jobs, roots, folder)
         return {"path": path}
 
     @app.post("/api/run/cancel")

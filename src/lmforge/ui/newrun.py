@@ -74,10 +74,18 @@ def start(jobs: Jobs, cfg: Config, overrides: list[str]) -> None:
     jobs.start(Path(cfg.output_dir), [COMMANDS.get(cfg.task, "finetune"), *overrides])
 
 
-def resume(jobs: Jobs, folder: Path) -> None:
-    """Continue an interrupted run from its checkpoint with its saved config, as `--resume` does."""
+def resume(jobs: Jobs, roots: Roots, folder: Path) -> None:
+    """Continue an interrupted run from its checkpoint with its saved config, as `--resume` does, in
+    this folder (wherever the config says it was first written). Its data must lie inside the roots
+    too: the UI starts no process that reads files it could not read itself."""
     saved = config.load(folder / "config.yaml")
-    jobs.start(folder, [COMMANDS.get(saved.task, "finetune"), str(folder / "config.yaml"), "--resume"])
+    flat = config.to_dict(saved)
+    for key in PATH_KEYS:
+        group, name = key.split(".")
+        if flat[group][name]:
+            _local(roots, key, flat[group][name])
+    jobs.start(folder, [COMMANDS.get(saved.task, "finetune"), str(folder / "config.yaml"), f"output_dir={folder}",
+                        "--resume"])
 
 
 class FieldError(LmforgeError):
