@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from test_generation import bpe, qa_file  # noqa: F401 - the tiny decoder's fixtures, shared
 
 from lmforge.ui.app import create_app
-from lmforge.ui.runs import RUNNING_WINDOW_S, downsample, read_records
+from lmforge.ui.runs import RUNNING_WINDOW_S, downsample, parse, read_lines, read_records
 
 KEY = "ui-s3cret"
 
@@ -110,9 +110,9 @@ def test_a_100k_line_log_is_downsampled(tmp_path):
             f.write(json.dumps({"step": step, "train_loss": 1 / step}) + "\n")
             if step % 10_000 == 0:
                 f.write(json.dumps({"step": step, "eval_loss": 1 / step}) + "\n")
-    records, offset = read_records(log)
-    assert len(records) == 100_010 and offset == log.stat().st_size
-    kept = downsample(records, 2000)
+    lines, offset = read_lines(log)
+    assert len(lines) == 100_010 and offset == log.stat().st_size
+    kept = parse(downsample(lines, 2000))
     assert len(kept) <= 2000 + 10 + 1
     assert sum("eval_loss" in r for r in kept) == 10  # every evaluation stays
     assert kept[-1]["step"] == 100_000 and [r["step"] for r in kept] == sorted(r["step"] for r in kept)

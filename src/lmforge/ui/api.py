@@ -12,9 +12,9 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 
-from lmforge.ui import newrun
+from lmforge.ui import newrun, runs
 from lmforge.ui.paths import Roots
-from lmforge.ui.runs import Summary, discover, downsample, read_config, read_json, read_records, status, summarize
+from lmforge.ui.runs import Summary
 
 POLL_S = 0.5  # how often a live stream looks for new log lines
 DATA_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt", ".enc", ".gz")
@@ -31,15 +31,15 @@ def add(app: FastAPI) -> None:
     jobs = app.state.jobs
 
     def summary(folder: Path) -> Summary:
-        return summarize(folder, roots.rel(folder), jobs.alive(folder))
+        return runs.summarize(folder, roots.rel(folder), jobs.alive(folder))
 
     @app.get("/api/runs")
-    def runs(q: str = "", status: str = "", sort: str = "updated", desc: bool = True, offset: int = 0,
+    def listing(q: str = "", status: str = "", sort: str = "updated", desc: bool = True, offset: int = 0,
              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
         """One page of runs, filtered (`q` in path, task or model; `status`) and sorted."""
         if sort not in SORTS:
             raise HTTPException(422, f"sort must be one of {', '.join(SORTS)}")
-        rows = [summary(folder) for folder in discover(roots.runs)]
+        rows = [summary(folder) for folder in runs.discover(roots.runs)]
         counts = {s: sum(r.status == s for r in rows) for s in ("running", "finished", "failed", "interrupted")}
         rows = [r for r in rows if (not status or r.status == status) and _matches(r, q.lower())]
         rows.sort(key=lambda r: _sort_key(getattr(r, sort)), reverse=desc)
@@ -51,8 +51,8 @@ def add(app: FastAPI) -> None:
         if not folder.is_dir() and jobs.alive(folder) is None:  # a run just started has no folder for a while
             raise HTTPException(404, f"no run folder '{path}'")
         parts = sorted(p.name for p in folder.glob("*/") if p.name not in ("tensorboard", "tokens"))
-        return {"summary": summary(folder).as_dict(), "config": read_config(folder),
-                "metrics": read_json(folder / "metrics.json"), "report": (folder / "report.html").is_file(),
+        return {"summary": summary(folder).as_dict(), "config": runs.read_config(folder),
+                "metrics": runs.read_json(folder / "metrics.json"), "report": (folder / "report.html").is_file(),
                 "folders": parts, "output": jobs.output(folder)}
 
     @app.get("/api/run/report", response_class=HTMLResponse)
@@ -65,8 +65,8 @@ def add(app: FastAPI) -> None:
     @app.get("/api/run/log")
     def log(path: str, max_points: Annotated[int, Query(ge=10, le=100_000)] = 2000) -> dict[str, Any]:
         """The run's curves, downsampled; `offset` is where a live stream continues."""
-        records, offset = read_records(roots.run_dir(path) / "train_log.jsonl")
-        return {"records": downsample(records, max_points), "lines": len(records), "offset": offset}
+        lines, offset = runs.read_lines(roots.run_dir(path) / "train_log.jsonl")
+        return {"records": runs.parse(runs.downsample(lines, max_points)), "lines": len(lines), "offset": offset}
 
     @app.get("/api/run/stream")
     async def stream(path: str, request: Request, offset: int = 0) -> StreamingResponse:
@@ -78,7 +78,7 @@ def add(app: FastAPI) -> None:
     @app.post("/api/run/resume")
     def resume(path: str) -> dict[str, str]:
         folder = roots.run_dir(path)
-        if status(folder, jobs.alive(folder)) != "interrupted":
+        if runs.status(folder, jobs.alive(folder)) != "interrupted":
             raise HTTPException(409, f"'{path}' is not an interrupted run")
         newrun.resume(jobs, roots, folder)
         return {"path": path}
@@ -87,14 +87,14 @@ def add(app: FastAPI) -> None:
     def cancel(path: str) -> dict[str, str]:
         folder = roots.run_dir(path)
         jobs.cancel(folder)
-        return {"path": path, "status": status(folder, False)}
+        return {"path": path, "status": runs.status(folder, False)}
 
     @app.get("/api/compare")
     def compare(path: Annotated[list[str], Query()]) -> dict[str, Any]:
         """Two or more runs: summaries, every scalar metric side by side, and the config keys that differ."""
         folders = [roots.run_dir(p) for p in path]
-        metrics = [read_json(f / "metrics.json") for f in folders]
-        configs = [_flat(read_config(f)) for f in folders]
+        metrics = [runs.read_json(f / "metrics.json") for f in folders]
+        configs = [_flat(runs.read_config(f)) for f in folders]
         keys = sorted({k for m in metrics for k, v in m.items() if isinstance(v, (int, float))})
         differ = sorted(k for k in {k for c in configs for k in c} if len({json.dumps(c.get(k)) for c in configs}) > 1)
         return {"runs": [summary(f).as_dict() for f in folders],
@@ -129,12 +129,12 @@ def add(app: FastAPI) -> None:
 async def _tail(folder: Path, offset: int, request: Request, alive: Any) -> AsyncIterator[str]:
     log = folder / "train_log.jsonl"
     while True:
-        running = status(folder, alive()) == "running"  # read before the log, so no last lines are missed
-        records, offset = read_records(log, offset)
+        running = runs.status(folder, alive()) == "running"  # read before the log, so no last lines are missed
+        records, offset = runs.read_records(log, offset)
         if records:
             yield f"id: {offset}\nevent: records\ndata: {json.dumps(records)}\n\n"
         if not running:
-            yield f"event: end\ndata: {json.dumps(status(folder, alive()))}\n\n"
+            yield f"event: end\ndata: {json.dumps(runs.status(folder, alive()))}\n\n"
             return
         if await request.is_disconnected():
             return
