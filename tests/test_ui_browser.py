@@ -95,13 +95,14 @@ def fill(browser, key: str, value: str) -> None:
 
 
 def points(browser, chart: str) -> int:
-    svg = find(browser, f'figure[data-chart="{chart}"] svg')
-    return int(svg.get_attribute("data-points")) if svg else 0
+    """Points drawn in a chart, read in one script call (the page redraws as lines arrive)."""
+    return browser.execute_script(
+        "const svg = document.querySelector(`figure[data-chart='${arguments[0]}'] svg`);"
+        "return svg ? Number(svg.dataset.points) : 0;", chart)
 
 
 def status_of(browser) -> str:
-    badge = find(browser, ".run-head .badge")
-    return badge.text if badge else ""
+    return browser.execute_script("return document.querySelector('.run-head .badge')?.textContent || '';")
 
 
 @pytest.mark.slow
