@@ -30,6 +30,8 @@ FINISHED = "情感-tiny"  # a finished run, named in Chinese
 class Server:
     """The UI in a uvicorn server on a background thread, on a free loopback port bound up front."""
 
+    runs: Path
+
     def __init__(self, app):
         import uvicorn
 
@@ -75,6 +77,7 @@ def ui(tiny: Path, tiny_classifier: Path, tmp_path_factory: pytest.TempPathFacto
     runs = tmp_path_factory.mktemp("ui-runs")
     shutil.copytree(tiny_classifier.parent, runs / FINISHED, ignore=shutil.ignore_patterns("tensorboard"))
     server = Server(create_app(runs, [str(tiny)]))
+    server.runs = runs
     yield server
     server.stop()
 
@@ -172,3 +175,30 @@ def test_classify_a_chinese_text(browser, ui, shots):
     assert label.text in ("pos", "neg")
     assert "pos" in browser.find_element(By.CSS_SELECTOR, "table.probs").text
     browser.save_screenshot(str(shots / "try.png"))
+
+
+@pytest.mark.slow
+def test_with_an_api_key_the_page_asks_for_it_once(browser, ui, shots):
+    guarded = Server(create_app(ui.runs, api_key="s3cret"))
+    try:
+        browser.get(f"{guarded.url}/#/runs")
+        prompt = wait(browser, lambda: _alert(browser))
+        prompt.send_keys("s3cret")
+        prompt.accept()
+        wait(browser, lambda: find(browser, f'tr[data-path="{FINISHED}"]'))
+        browser.get(f"{guarded.url}/#/run?path={FINISHED}")  # the key is kept for the tab: no second prompt
+        wait(browser, lambda: points(browser, "loss") > 0)
+        assert _alert(browser) is None
+    finally:
+        guarded.stop()
+
+
+def _alert(browser):
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        alert = browser.switch_to.alert
+        alert.text  # noqa: B018 - raises when no dialog is open
+        return alert
+    except NoAlertPresentException:
+        return None
