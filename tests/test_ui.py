@@ -181,8 +181,9 @@ def test_files_outside_the_roots_cannot_be_read_or_written_through_the_form(clie
                        ("model.tokenizer", "../secret")]:
         body = client.post("/api/preflight", json={"name": "x", "values": {key: value}}).json()["error"]
         assert body["key"] == key and "outside" in body["message"]
-    for name in ("../escape", "a/b", ".."):
+    for name in ("../escape", "a/b", "..", "/abs"):
         assert client.post("/api/start", json={"name": name, "values": {}}).json()["error"]["key"] == "name"
+    assert client.post("/api/preflight", json={"name": "评论-1", "values": {}}).json()["error"]["key"] == "data.train"
     assert client.post("/api/classify", json={"model": "../../elsewhere", "text": "好"}).status_code == 403
     assert not (runs.parent / "escape").exists()
 

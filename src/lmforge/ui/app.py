@@ -25,7 +25,7 @@ from lmforge.ui.paths import Refused, Roots
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-         ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+         ".css": "text/css; charset=utf-8"}
 
 
 def create_app(runs: str | Path = "runs", data: list[str] | None = None, api_key: str | None = None) -> FastAPI:
@@ -42,7 +42,7 @@ def create_app(runs: str | Path = "runs", data: list[str] | None = None, api_key
     app = FastAPI(title="lmforge ui", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.roots, app.state.jobs, app.state.models = roots, jobs, trying.Models()
     files = {f"/static/{p.relative_to(STATIC).as_posix()}": p for p in STATIC.rglob("*") if p.is_file()}
-    _add_static(app, files)
+    _add_pages(app, files)
     _add_errors(app)
     api.add(app)
     trying.add(app)
@@ -65,8 +65,8 @@ def run(runs: str = "runs", host: str = "127.0.0.1", port: int = 7860, api_key: 
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
 
 
-def _add_static(app: FastAPI, files: dict[str, Path]) -> None:
-    """Only the files shipped in static/ are served, by exact path: nothing else on disk is reachable."""
+def _add_pages(app: FastAPI, files: dict[str, Path]) -> None:
+    """The page, /health, and the files shipped in static/ by exact path: nothing else on disk is reachable."""
 
     @app.get("/")
     async def index() -> FileResponse:

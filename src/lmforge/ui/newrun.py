@@ -27,7 +27,7 @@ HUB_KEYS = ("model.path", "model.tokenizer", "distill.teacher")  # may also name
 FIXED = ("output_dir", "overwrite", "train.resume")
 # The command that trains a config (and resumes it); finetune for every task but pretraining.
 COMMANDS = {"pretrain": "pretrain"}
-NAME = re.compile(r"^[\w.\-\u4e00-\u9fff]+$")
+NAME = re.compile(r"^[\w.\-]+$")  # one folder name; \w takes letters of every script (中文 too)
 
 
 def schema() -> list[dict[str, Any]]:
