@@ -4,12 +4,15 @@ import { get } from "./api.js";
 import { badge, el, failure, link, number, time } from "./dom.js";
 
 const PAGE = 50;
+const REFRESH_MS = 5000;  // while a run is running, the list refreshes itself
 const COLUMNS = [["path", "run"], ["task", "task"], ["model", "model"], ["status", "status"],
   ["best", "best metric"], ["steps", "steps"], ["updated", "updated"]];
 
-export async function showRuns(view) {
+export async function showRuns(view, params, signal) {
   const state = { q: "", status: "", sort: "updated", desc: true, offset: 0 };
   const chosen = new Set();
+  let timer;
+  signal.addEventListener("abort", () => clearTimeout(timer));
   const body = el("div");
   const compare = el("button", { type: "button", id: "compare-selected", disabled: true,
     onclick: () => { location.hash = `#/compare?${[...chosen].map((p) => `path=${encodeURIComponent(p)}`).join("&")}`; } },
@@ -30,6 +33,8 @@ export async function showRuns(view) {
     }
     body.replaceChildren(page.total ? grid(page) : el("p", {}, "No runs yet. Start one from ", link("#/new", "New run"), "."),
       pager(page.total));
+    clearTimeout(timer);
+    if (page.counts.running && !signal.aborted) timer = setTimeout(load, REFRESH_MS);
   }
 
   function grid(page) {
