@@ -147,6 +147,12 @@ def test_the_stream_yields_new_log_lines_then_ends(client, runs):
     assert seen == [("records", [{"step": 4, "train_loss": 0.2}]), ("end", "finished")]
 
 
+def test_the_report_is_served_sandboxed(client, runs):
+    (runs / "done" / "report.html").write_text("<h1>报告</h1>", encoding="utf-8")
+    response = client.get("/api/run/report", params={"path": "done"})
+    assert response.text == "<h1>报告</h1>" and response.headers["content-security-policy"] == "sandbox"
+
+
 def test_run_details_and_compare(client):
     detail = client.get("/api/run", params={"path": "中文-run"}).json()
     assert detail["config"]["train"]["lr"] == 2e-3 and detail["metrics"]["accuracy"] == 0.8

@@ -55,12 +55,13 @@ def add(app: FastAPI) -> None:
                 "metrics": runs.read_json(folder / "metrics.json"), "report": (folder / "report.html").is_file(),
                 "folders": parts, "output": jobs.output(folder)}
 
-    @app.get("/api/run/report", response_class=HTMLResponse)
-    def report(path: str) -> str:
+    @app.get("/api/run/report")
+    def report(path: str) -> HTMLResponse:
+        """The run's report.html, sandboxed even when opened on its own: it shows data, it runs nothing."""
         file = roots.run_dir(path) / "report.html"
         if not file.is_file():
             raise HTTPException(404, f"'{path}' has no report.html yet")
-        return file.read_text(encoding="utf-8")
+        return HTMLResponse(file.read_text(encoding="utf-8"), headers={"Content-Security-Policy": "sandbox"})
 
     @app.get("/api/run/log")
     def log(path: str, max_points: Annotated[int, Query(ge=10, le=100_000)] = 2000) -> dict[str, Any]:
