@@ -221,6 +221,19 @@ def test_preflight_reports_data_problems_by_line(client, runs):
     assert not (runs / "new").exists()
 
 
+def test_preflight_counts_rows_and_labels(client, runs):
+    data = runs.parent / "data"
+    data.mkdir()
+    rows = "".join(f"评论{i},{'好' if i % 3 else '差'}\n" for i in range(30))
+    (data / "train.csv").write_text("text,label\n" + rows, encoding="utf-8")
+    report = client.post("/api/preflight", json={"name": "new", "values": {
+        "data.train": str(data / "train.csv"), "model.preset": "tiny", "data.validation_fraction": "0.2"}}).json()
+    assert report["ok"] and report["problems"] == []
+    train, validation = report["splits"]["train"], report["splits"]["validation"]
+    assert train["rows"] + validation["rows"] == 30 and sum(train["labels"].values()) == train["rows"]
+    assert set(train["labels"]) == {"好", "差"}
+
+
 def test_an_existing_run_name_is_refused_before_starting(client, runs):
     response = client.post("/api/preflight", json={"name": "done", "values": {}})
     assert response.json()["error"]["key"] == "name", response.text

@@ -143,6 +143,7 @@ def test_start_a_run_from_the_form_watch_it_and_compare(browser, ui, tiny, shots
     browser.find_element(By.ID, "check").click()
     report = wait(browser, lambda: find(browser, "#preflight .ok"))
     assert "ready to start" in report.text and "216" in report.text  # rows of train after the validation share
+    assert "pos" in report.text and "neg" in report.text  # the label distribution
     browser.save_screenshot(str(shots / "preflight.png"))
     browser.find_element(By.ID, "start").click()
     wait(browser, lambda: "run?path=from-the-form" in browser.current_url)

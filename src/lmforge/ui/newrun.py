@@ -10,12 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Collection, Iterator
 
+import numpy as np
+
 from lmforge import config
 from lmforge.config import Config
 from lmforge.errors import DataError, LmforgeError
 from lmforge.log import logger
 from lmforge.run import check_applies, check_output_dir
 from lmforge.tasks import build_task
+from lmforge.tasks.contracts import ClassifiesSequences, Task
 from lmforge.ui.jobs import Jobs
 from lmforge.ui.paths import Roots
 
@@ -65,9 +68,18 @@ def preflight(cfg: Config) -> dict[str, Any]:
             data = task.load_data()
         except DataError as exc:
             return {"ok": False, "problems": [str(p) for p in exc.problems], "warnings": warnings, "splits": {}}
-    splits = {name: {"source": split.source, "rows": len(split.locations)}
+    splits = {name: {"source": split.source, "rows": len(split.locations), "labels": _label_counts(task, split)}
               for name, split in (("train", data.train), ("validation", data.validation), ("test", data.test))}
     return {"ok": True, "problems": [], "warnings": warnings, "splits": splits}
+
+
+def _label_counts(task: Task[Any], split: Any) -> dict[str, int]:
+    """Examples per label for a classifier's split (multi-label: per label name); {} for other tasks."""
+    if not isinstance(task, ClassifiesSequences):
+        return {}
+    targets = task.targets(split)
+    counts = targets.sum(0) if task.multi else np.bincount(targets, minlength=len(task.label_names))
+    return {name: int(n) for name, n in zip(task.label_names, counts)}
 
 
 def start(jobs: Jobs, cfg: Config, overrides: list[str]) -> None:

@@ -80,10 +80,11 @@ export async function showNewRun(view) {
 }
 
 function preflight(result) {
-  const rows = Object.entries(result.splits).map(([split, s]) => [split, s.rows, s.source]);
+  const labels = (s) => Object.entries(s.labels).map(([name, n]) => `${name} ${n}`).join(" · ");
+  const rows = Object.entries(result.splits).map(([split, s]) => [split, s.rows, labels(s), s.source]);
   return el("div", { class: result.ok ? "ok" : "problems" },
     el("h2", {}, result.ok ? "Data checked: ready to start" : `${result.problems.length} data problem(s)`),
-    rows.length ? table(["split", "rows", "source"], rows) : "",
+    rows.length ? table(["split", "rows", "labels", "source"], rows) : "",
     result.problems.length ? el("ul", { class: "error" }, result.problems.map((p) => el("li", {}, p))) : "",
     result.warnings.length ? el("ul", { class: "warnings" }, result.warnings.map((w) => el("li", {}, w))) : "");
 }
