@@ -139,7 +139,8 @@ COMMANDS: dict[str, Command] = {
                               (["--key-file"], {"required": True, "help": "the key file it was encrypted with"}),
                               (["--out"], {"help": "plaintext file to write (default: FILE without .enc)"}),
                               _OVERWRITE]),
-    "serve": Command("serve a model over HTTP (OpenAI-compatible chat/completions and embeddings, /v1/classify)",
+    "serve": Command("serve a model over HTTP (OpenAI-compatible chat/completions and embeddings, /v1/classify, "
+                     "/v1/explain)",
                      flags=[_MODEL, (["--host"], {"help": "address to bind (default: loopback only)"}),
                             (["--port"], {"type": int, "help": "TCP port"}),
                             (["--api-key"],
