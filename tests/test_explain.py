@@ -185,3 +185,23 @@ def test_a_generation_model_is_refused_by_name(tmp_path):
     loaded = Loaded(config.Config(), NotAClassifier(), None, None, None, "fp32")  # type: ignore[arg-type]
     with pytest.raises(LmforgeError, match="generation model"):
         loaded.explain(["hi"])
+
+
+def test_multi_label_gets_one_attribution_per_predicted_label(tiny, tmp_path):
+    from lmforge.commands import finetune
+
+    rng, rows = random.Random(2), []
+    for _ in range(400):
+        labels = [name for name, key in (("praise", KEY), ("gripe", "bad")) if rng.random() < 0.5]
+        words = rng.sample(FILLER, 3) + [KEY if n == "praise" else "bad" for n in labels]
+        rng.shuffle(words)
+        rows.append((" ".join(words), "|".join(labels) or "none"))
+    write_csv(tmp_path / "train.csv", rows)
+    finetune.run(config.load(None, [f"data.train={tmp_path / 'train.csv'}", "model.preset=tiny",
+                                    f"model.tokenizer={tiny / 'tok'}", f"output_dir={tmp_path / 'run'}",
+                                    "classification.multi_label=true", "classification.label_separator=|",
+                                    "train.epochs=8", "train.batch_size=16", "train.lr=2e-3", "train.seed=0",
+                                    "train.precision=fp32"]))
+    (record,) = load(tmp_path / "run" / "best", precision="fp32").explain("the bad room great", method="occlusion")
+    top = {t["label"]: max(t["words"], key=lambda w: w["score"])["word"] for t in record["targets"]}
+    assert top == {"praise": KEY, "gripe": "bad"}
