@@ -205,3 +205,53 @@ def test_multi_label_gets_one_attribution_per_predicted_label(tiny, tmp_path):
     (record,) = load(tmp_path / "run" / "best", precision="fp32").explain("the bad room great", method="occlusion")
     top = {t["label"]: max(t["words"], key=lambda w: w["score"])["word"] for t in record["targets"]}
     assert top == {"praise": KEY, "gripe": "bad"}
+
+
+FACTS = {"apple": "apple is red", "sky": "sky is blue", "grass": "grass is green"}
+ASKING = ["please", "tell", "me", "about", "now", "quickly"]
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory) -> Path:
+    """A tiny decoder that answers FACTS[key] to any mix of ASKING words around a key: only the key
+    decides the answer, and a question missing any other word is one it has seen the like of
+    (the recipe of tests/test_serve.py's generator)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    root, rng = tmp_path_factory.mktemp("gen"), random.Random(3)
+    pairs = []
+    for _ in range(90):
+        key = rng.choice(list(FACTS))
+        words = rng.sample(ASKING, rng.randint(2, 4)) + [key]
+        rng.shuffle(words)
+        pairs.append((" ".join(words), FACTS[key]))
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([q + " " + a for q, a in pairs] + ["### Question:\n### Answer:\n"], trainer)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="</s>").save_pretrained(root / "bpe")
+    (root / "train.jsonl").write_text("\n".join(json.dumps({"question": q, "answer": a}) for q, a in pairs) + "\n",
+                                      encoding="utf-8")
+    assert main(["finetune", "task=generation", f"data.train={root / 'train.jsonl'}",
+                 f"data.validation={root / 'train.jsonl'}", "model.preset=tiny", f"model.tokenizer={root / 'bpe'}",
+                 f"output_dir={root / 'run'}", "train.batch_size=8", "train.lr=5e-3", "train.epochs=10",
+                 "train.seed=0", "train.precision=fp32", "train.warmup_ratio=0", "generation.max_new_tokens=8"]) == 0
+    return root / "run" / "best"
+
+
+def test_an_answer_is_attributed_to_the_question_word_it_depends_on(generator):
+    loaded = load(generator, precision="fp32")
+    for key, answer in FACTS.items():
+        record = loaded.explain_answer(f"tell me about {key} now", answer=answer)
+        assert [w["word"] for w in record["words"]] == ["tell", "me", "about", key, "now"]
+        assert max(record["words"], key=lambda w: w["score"])["word"] == key
+
+
+def test_cli_explains_a_generation_models_answer(generator, tmp_path, capsys):
+    assert main(["explain", str(generator), "--text", "tell me about sky now", "--out", str(tmp_path / "x")]) == 0
+    (record,) = [json.loads(line) for line in (tmp_path / "x" / "explain.jsonl").read_text().splitlines()]
+    assert record["answer"] and [w["word"] for w in record["words"]][3] == "sky"
+    assert "<mark" in (tmp_path / "x" / "explain.html").read_text(encoding="utf-8")

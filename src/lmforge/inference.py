@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lmforge.config import Config
-from lmforge.decoding import generate, use_template
+from lmforge.decoding import generate, prompt_text, use_template
 from lmforge.errors import LmforgeError
 from lmforge.explain import Budget, Explanation, Scorer, explain
+from lmforge.explain.generation import answer_scores
+from lmforge.explain.words import Span, split_words
 from lmforge.models.folder import load_placed, model_folder, run_config
 from lmforge.runtime.forward import Outputs, run_forward
 from lmforge.tasks import build_task
@@ -64,6 +66,21 @@ class Loaded:
         texts = [texts] if isinstance(texts, str) else texts
         _check_texts(texts)
         return explain(self.scorer("explain predictions"), texts, method, budget, faithfulness)[0] if texts else []
+
+    def explain_answer(self, question: str, answer: str | None = None) -> dict[str, Any]:
+        """Which words of `question` the answer (generated here unless given) relied on: the answer's
+        log-probability lost when each word is deleted from the prompt (see `explain.generation`)."""
+        _check_texts([question])
+        task = self.generator("explain answers")
+        prompt = prompt_text(self.tokenizer, task.conversations([question])[0])
+        answer = self.generate([question])[0] if answer is None else answer
+        at = prompt.rfind(question)  # the template quotes the question verbatim, after any system prompt
+        words = split_words(question)
+        scores = answer_scores(self.model, self.tokenizer, prompt,
+                               [Span(w.text, w.start + at, w.end + at) for w in words], answer)
+        return {"text": question, "answer": answer, "method": "occlusion (answer log-probability)",
+                "words": [{"word": w.text, "start": w.start, "end": w.end, "score": round(v, 6)}
+                          for w, v in zip(words, scores)]}
 
     def scorer(self, doing: str) -> Scorer:
         """This model as explanations see it, if it is a classifier they can explain."""

@@ -13,11 +13,12 @@ from lmforge.errors import LmforgeError
 from lmforge.evaluate.baseline import tfidf_top_terms
 from lmforge.explain import Budget, Choice, Explanation, explain
 from lmforge.explain.global_view import ClassView, class_words
-from lmforge.explain.html import write_explanations
+from lmforge.explain.html import write_answers, write_explanations
 from lmforge.inference import Loaded, load
 from lmforge.log import logger
 from lmforge.outputs import Output, check_outputs
 from lmforge.run import training_split
+from lmforge.tasks.contracts import Generates
 
 SHOWN_WORDS = 8  # words printed per explanation without --out, strongest first
 
@@ -32,8 +33,12 @@ def run(model: str, text: str | None = None, input: str | None = None, column: s
     if out is not None:
         check_outputs([Output(out, "--out", "folder")], [model, input, data], overwrite)
     loaded = load(model, precision=precision, batch_size=batch_size)
-    scorer = loaded.scorer("explain predictions (explanations cover sequence classifiers)")
-    texts = [text] if text is not None else _read(loaded, input or data or "", column)
+    if isinstance(loaded.task, Generates):
+        questions = [text] if text is not None else [c[-1]["content"] for c in
+                                                     loaded.generator("answer").read_prompts(input or "")]
+        return _answers(loaded, questions, out)
+    scorer = loaded.scorer("explain predictions (explanations cover classifiers and generation models)")
+    texts = [text] if text is not None else _read(loaded, input or "", column)
     budget = dataclasses.replace(Budget(), ig_steps=ig_steps, shap_samples=shap_samples)
     # the global view explains a whole dataset: faithfulness is measured on auto's sample only
     explanations, choice = explain(scorer, texts, method, budget, faithfulness=not global_view)
@@ -43,6 +48,19 @@ def run(model: str, text: str | None = None, input: str | None = None, column: s
     else:
         _write(Path(out), model, explanations, choice, views)
     return [e.record() for e in explanations]
+
+
+def _answers(loaded: Loaded, questions: list[str], out: str | None) -> list[dict[str, Any]]:
+    """A generation model: which words of each question (the last user turn) its answer relied on."""
+    records = [loaded.explain_answer(q) for q in questions]
+    if out is None:
+        for r in records:
+            print(f"{r['text']}\n  answer: {r['answer']}\n  {_strongest(r['words'])}")
+    else:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_text(Path(out) / "explain.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_answers(Path(out) / "explain.html", f"explanations: {Path(loaded.cfg.model.path).name}", records)
+    return records
 
 
 def _check_sources(text: str | None, input: str | None, global_view: bool, data: str | None) -> None:
@@ -86,12 +104,15 @@ def _show(explanations: list[Explanation], views: list[ClassView]) -> None:
                 trust = (f"; comprehensiveness {f.comprehensiveness:.3f} (random {f.random_comprehensiveness:.3f}), "
                          f"sufficiency {f.sufficiency:.3f} (random {f.random_sufficiency:.3f})")
             print(f"  {t.label} {t.prob:.3f} ({e.method}{trust})")
-            strongest = sorted(t.words, key=lambda w: -abs(w["score"]))[:SHOWN_WORDS]
-            print("  " + "  ".join(f"{w['word']} {w['score']:+.3f}" for w in strongest))
+            print(f"  {_strongest(t.words)}")
     for view in views:
         print(f"{view.label} ({view.texts} texts): " + ", ".join(f"{w} {s:+.3f}" for w, s, _ in view.words))
         if view.baseline:
             print("  TF-IDF: " + ", ".join(f"{g} {c:+.2f}" for g, c in view.baseline))
+
+
+def _strongest(words: list[dict[str, Any]]) -> str:
+    return "  ".join(f"{w['word']} {w['score']:+.3f}" for w in sorted(words, key=lambda w: -abs(w["score"]))[:SHOWN_WORDS])
 
 
 def _write(out: Path, model: str, explanations: list[Explanation], choice: Choice | None,

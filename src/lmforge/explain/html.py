@@ -68,3 +68,12 @@ def _texts_html(explanations: Sequence[Explanation]) -> str:
     shown = f"{min(len(explanations), MAX_SHOWN)} of {len(explanations)}"
     return (f"<h2>Texts ({shown})</h2>{HIGHLIGHT_LEGEND}"
             + html_table(["#", "Text", "Label", "Probability", "Method", "Comprehensiveness / sufficiency"], rows))
+
+
+def write_answers(path: Path, title: str, records: Sequence[dict]) -> None:
+    """The page for a generation model: each question shaded by what its answer relied on."""
+    rows = [[str(i), f'<td class="text">{highlight(r["text"], r["words"])}</td>',
+             f'<td class="text">{esc(r["answer"])}</td>'] for i, r in enumerate(records, start=1)]
+    legend = HIGHLIGHT_LEGEND.replace("the predicted label", "the answer")
+    write_text(Path(path), html_page(title, [f"<h1>{esc(title)}</h1>", legend,
+                                             html_table(["#", "Question", "Answer"], rows)]))
