@@ -38,7 +38,7 @@ def run(model: str, text: str | None = None, input: str | None = None, column: s
                                                      loaded.generator("answer").read_prompts(input or "")]
         return _answers(loaded, questions, out)
     scorer = loaded.scorer("explain predictions (explanations cover classifiers and generation models)")
-    texts = [text] if text is not None else _read(loaded, input or "", column)
+    texts = [text] if text is not None else _read(loaded, input or data or "", column)
     budget = dataclasses.replace(Budget(), ig_steps=ig_steps, shap_samples=shap_samples)
     # the global view explains a whole dataset: faithfulness is measured on auto's sample only
     explanations, choice = explain(scorer, texts, method, budget, faithfulness=not global_view)
