@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lmforge.atomic import write_json, write_text
+from lmforge.atomic import write_dir, write_json, write_text
 from lmforge.errors import LmforgeError
 from lmforge.evaluate.baseline import tfidf_top_terms
 from lmforge.explain import Budget, Choice, Explanation, explain
@@ -57,9 +57,11 @@ def _answers(loaded: Loaded, questions: list[str], out: str | None) -> list[dict
         for r in records:
             print(f"{r['text']}\n  answer: {r['answer']}\n  {_strongest(r['words'])}")
     else:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        write_text(Path(out) / "explain.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        write_answers(Path(out) / "explain.html", f"explanations: {Path(loaded.cfg.model.path).name}", records)
+        def fill(tmp: Path) -> None:
+            _write_jsonl(tmp / "explain.jsonl", records)
+            write_answers(tmp / "explain.html", f"explanations: {Path(loaded.cfg.model.path).name}", records)
+
+        write_dir(Path(out), fill)
     return records
 
 
@@ -115,11 +117,18 @@ def _strongest(words: list[dict[str, Any]]) -> str:
     return "  ".join(f"{w['word']} {w['score']:+.3f}" for w in sorted(words, key=lambda w: -abs(w["score"]))[:SHOWN_WORDS])
 
 
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
 def _write(out: Path, model: str, explanations: list[Explanation], choice: Choice | None,
            views: list[ClassView]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "explain.jsonl", "".join(json.dumps(e.record(), ensure_ascii=False) + "\n" for e in explanations))
-    if views:
-        write_json(out / "global.json", [v.record() for v in views])
-    write_explanations(out / "explain.html", f"explanations: {Path(model).name}", explanations, choice, views)
+    """The output folder, replaced whole and atomically (no file of an earlier run stays behind)."""
+    def fill(tmp: Path) -> None:
+        _write_jsonl(tmp / "explain.jsonl", [e.record() for e in explanations])
+        if views:
+            write_json(tmp / "global.json", [v.record() for v in views])
+        write_explanations(tmp / "explain.html", f"explanations: {Path(model).name}", explanations, choice, views)
+
+    write_dir(out, fill)
     logger.info(f"wrote {len(explanations)} explanations to {out / 'explain.jsonl'} and {out / 'explain.html'}")
