@@ -251,6 +251,30 @@ def test_bad_inputs_get_their_status(cls_server):
         assert wrong_kind.status_code == 400 and "classification" in wrong_kind.json()["error"]["message"]
 
 
+def test_explain_agrees_with_the_python_api_and_guards_like_classify(cls_server, classifier, gen_server):
+    texts = ["这个 酒店 很好", "awful room"]
+    with _client(cls_server, KEY) as http, _client(cls_server) as anonymous:
+        got = http.post("/v1/explain", json={"input": texts, "model": "best"})
+        assert got.status_code == 200, got.text
+        expected = lmforge.load(classifier).explain(texts, method="occlusion")
+        for mine, theirs in zip(got.json()["data"], expected):
+            assert mine["method"] == "occlusion" and mine["targets"][0]["label"] == theirs["targets"][0]["label"]
+            assert [w["word"] for w in mine["targets"][0]["words"]] == [w["word"] for w in theirs["targets"][0]["words"]]
+            assert mine["targets"][0]["faithfulness"]["comprehensiveness"] == pytest.approx(
+                theirs["targets"][0]["faithfulness"]["comprehensiveness"], abs=1e-4)
+        assert http.post("/v1/explain", json={"input": "great", "method": "ig"}).json()["data"][0]["method"] == "ig"
+        assert anonymous.post("/v1/explain", json={"input": ["很好"]}).status_code == 401
+        assert http.post("/v1/explain", json={"input": ["很好 " * 2000]}).status_code == 413
+        many = http.post("/v1/explain", json={"input": ["很好"] * 9})
+        assert many.status_code == 422 and "max_inputs" in many.json()["error"]["message"]
+        assert http.post("/v1/explain", json={"input": ["  "]}).status_code == 422
+        assert http.post("/v1/explain", json={"input": ["很好"], "method": "auto"}).status_code == 422
+        too_long = http.post("/v1/explain", json={"input": ["很好 " * 100], "method": "shap"})
+        assert too_long.status_code == 422 and "shap" in too_long.json()["error"]["message"]
+    with _client(gen_server) as http:
+        assert http.post("/v1/explain", json={"input": ["x"]}).status_code == 400  # a generator is no classifier
+
+
 def test_model_failure_is_a_generic_500(cls_server):
     batcher = cls_server.app.state.batcher
     real, batcher.run = batcher.run, lambda items: 1 / 0

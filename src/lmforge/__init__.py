@@ -1,6 +1,6 @@
 """lmforge: pretrain, adapt, evaluate, compress, protect and serve language models.
 
-Python entry points: `lmforge.load(folder).predict(texts)`; every CLI command is also a plain
+Python entry points: `lmforge.load(folder).predict(texts)` (or `.explain(texts)`); every CLI command is also a plain
 function in `lmforge.commands.<name>.run`.
 """
 

@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lmforge.config import Config
-from lmforge.decoding import generate, use_template
+from lmforge.decoding import generate, prompt_text, use_template
 from lmforge.errors import LmforgeError
+from lmforge.explain import Budget, Explanation, Scorer, explain
+from lmforge.explain.generation import answer_scores
+from lmforge.explain.words import Span, split_words
 from lmforge.models.folder import load_placed, model_folder, run_config
 from lmforge.runtime.forward import Outputs, run_forward
 from lmforge.tasks import build_task
-from lmforge.tasks.contracts import ClassifiesSequences, Generates, Model, Predicts, Task
+from lmforge.tasks.contracts import ClassifiesSequences, Explains, Generates, Model, Predicts, Task
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -47,12 +50,44 @@ class Loaded:
         """Predictions for raw texts, in order."""
         task = self.predictor("predict labels for texts")
         texts = [texts] if isinstance(texts, str) else texts
-        empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-        if empty:
-            raise LmforgeError(f"input {empty[0]} is empty or not a string")
+        _check_texts(texts)
         if not texts:
             return []
         return task.predictions(self.outputs(task.text_split(texts)))
+
+    def explain(self, texts: list[str] | str, method: str = "auto", budget: Budget = Budget(),
+                faithfulness: bool = True) -> list[dict[str, Any]]:
+        """Which words drove each prediction, one JSON-ready record per text (see `lmforge.explain`)."""
+        return [e.record() for e in self.explanations(texts, method, budget, faithfulness)]
+
+    def explanations(self, texts: list[str] | str, method: str = "auto", budget: Budget = Budget(),
+                     faithfulness: bool = True) -> list[Explanation]:
+        """`explain` as `Explanation` objects (what the command and the report render)."""
+        texts = [texts] if isinstance(texts, str) else texts
+        _check_texts(texts)
+        return explain(self.scorer("explain predictions"), texts, method, budget, faithfulness)[0] if texts else []
+
+    def explain_answer(self, question: str, answer: str | None = None) -> dict[str, Any]:
+        """Which words of `question` the answer (generated here unless given) relied on: the answer's
+        log-probability lost when each word is deleted from the prompt (see `explain.generation`)."""
+        _check_texts([question])
+        task = self.generator("explain answers")
+        prompt = prompt_text(self.tokenizer, task.conversations([question])[0])
+        answer = self.generate([question])[0] if answer is None else answer
+        at = prompt.rfind(question)  # the template quotes the question verbatim, after any system prompt
+        words = split_words(question)
+        scores = answer_scores(self.model, self.tokenizer, prompt,
+                               [Span(w.text, w.start + at, w.end + at) for w in words], answer)
+        return {"text": question, "answer": answer, "method": "occlusion (answer log-probability)",
+                "words": [{"word": w.text, "start": w.start, "end": w.end, "score": round(v, 6)}
+                          for w, v in zip(words, scores)]}
+
+    def scorer(self, doing: str) -> Scorer:
+        """This model as explanations see it, if it is a classifier they can explain."""
+        if not isinstance(self.task, Explains):
+            raise self._cannot(doing)
+        return Scorer(self.model, self.tokenizer, self.task, self.device, self.precision, self.cfg.model.max_length,
+                      self.batch_size)
 
     def predictor(self, doing: str) -> Predicts[Any]:
         """The task, if it predicts records for texts; else one clear error saying what it is."""
@@ -74,6 +109,12 @@ class Loaded:
 
     def _cannot(self, doing: str) -> LmforgeError:
         return LmforgeError(f"{self.cfg.model.path} is a {self.task.name} model: it cannot {doing}")
+
+
+def _check_texts(texts: list[str]) -> None:
+    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if empty:
+        raise LmforgeError(f"input {empty[0]} is empty or not a string")
 
 
 def load(path: str | Path, precision: str = "auto", batch_size: int = 64, template: str | None = None) -> Loaded:

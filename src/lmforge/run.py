@@ -29,13 +29,17 @@ from lmforge.outputs import Output, check_outputs
 from lmforge.runtime.collate import Features
 from lmforge.runtime.device import pick_device, resolve_precision
 from lmforge.tasks import build_task
-from lmforge.tasks.contracts import Baselined, Data, Model, Task
+from lmforge.tasks.contracts import Baselined, Data, Examples, Explains, Model, Task
 from lmforge.train import recipe
 from lmforge.train.loop import FitResult, Watch, fit
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+# Worst errors a classification report explains, and how: occlusion needs no gradients (so it works
+# on int8 folders too) and costs one batched forward pass per token, about a second for five texts.
+REPORT_EXPLAINED = 5
+REPORT_METHOD = "occlusion"
 # Config groups only some tasks read; a task lists the ones it reads in `config_groups`.
 TASK_GROUPS = ("classification", "ner", "lora", "generation", "pretrain", "distill")
 
@@ -136,6 +140,7 @@ def write_evaluation(loaded: Loaded, split: Any, out: Path, *, train: Any = None
     """Metrics of `loaded` on `split` (and of the task's baseline fitted on `train`), written to `out`."""
     task = loaded.task
     metrics, errors = task.report(loaded, split)
+    _explain_errors(loaded, errors)
     metrics["precision_mode"] = loaded.precision
     for warning in metrics.get("warnings", []):  # e.g. a collapsed classifier: said first, in the log and the report
         logger.warning(f"{title}: {warning}")
@@ -151,6 +156,16 @@ def write_evaluation(loaded: Loaded, split: Any, out: Path, *, train: Any = None
     summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in shown if isinstance(metrics.get(k), float))
     logger.info(f"{title}: {summary}; wrote {out / 'metrics.json'} and {out / 'report.html'}")
     return metrics
+
+
+def _explain_errors(loaded: Loaded, errors: Examples) -> None:
+    """Add the words that drove each of the first REPORT_EXPLAINED wrong predictions (classifiers only)."""
+    if not errors or not isinstance(loaded.task, Explains):
+        return
+    shown = errors[:REPORT_EXPLAINED]
+    for error, explanation in zip(shown, loaded.explanations([e["text"] for e in shown], REPORT_METHOD,
+                                                             faithfulness=False)):
+        error["words"], error["method"] = explanation.targets[0].words, explanation.method
 
 
 def read_history(log: Path) -> list[dict[str, Any]]:

@@ -13,12 +13,46 @@ def tfidf_probs(train_texts: Sequence[str], targets: np.ndarray, texts: Sequence
     Character n-grams read Chinese without a word segmenter. `targets` is a vector of class ids
     (softmax-style probabilities out) or a multi-hot matrix (one binary classifier per label).
     """
+<<<<<<< HEAD
+=======
+    vectorizer, model = _fit(train_texts, targets, seed)
+    if targets.ndim == 2:
+        return model.predict_proba(vectorizer.transform(texts)).astype(np.float32)
+    probs = np.zeros((len(texts), int(targets.max()) + 1), dtype=np.float32)
+    probs[:, model.classes_] = model.predict_proba(vectorizer.transform(texts))
+    return probs
+
+
+def tfidf_top_terms(train_texts: Sequence[str], targets: np.ndarray, seed: int,
+                    k: int = 15) -> list[list[tuple[str, float]]]:
+    """Per class (or label), the k n-grams whose coefficients push hardest towards it: what the
+    baseline learned, to set beside the words a neural model relies on (`lmforge explain --global`)."""
+    vectorizer, model = _fit(train_texts, targets, seed)
+    terms = vectorizer.get_feature_names_out()
+    weights = np.zeros((targets.shape[1] if targets.ndim == 2 else int(targets.max()) + 1, len(terms)))
+    if targets.ndim == 2:
+        for j, estimator in enumerate(model.estimators_):
+            if hasattr(estimator, "coef_"):  # a label always (or never) present gets a constant predictor
+                weights[j] = estimator.coef_[0]
+    elif len(model.classes_) == 2:  # one coefficient row, for the second class; the first is its mirror
+        weights[model.classes_] = np.stack([-model.coef_[0], model.coef_[0]])
+    else:
+        weights[model.classes_] = model.coef_
+    return [[(str(terms[j]), round(float(w[j]), 4)) for j in np.argsort(-w)[:k]] for w in weights]
+
+
+def _fit(train_texts: Sequence[str], targets: np.ndarray, seed: int) -> tuple[Any, Any]:
+    """The fitted (vectorizer, classifier): one logistic regression per label for a multi-hot `targets`."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+>>>>>>> explain
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
     vectorizer = _vectorizer()
     features = vectorizer.fit_transform(train_texts)
+    model = LogisticRegression(max_iter=1000, random_state=seed)
     if targets.ndim == 2:
+<<<<<<< HEAD
         model = OneVsRestClassifier(LogisticRegression(max_iter=1000, random_state=seed)).fit(features, targets)
         return model.predict_proba(vectorizer.transform(texts)).astype(np.float32)
     model = LogisticRegression(max_iter=1000, random_state=seed).fit(features, targets)
@@ -52,3 +86,7 @@ def _vectorizer() -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
+=======
+        model = OneVsRestClassifier(model)
+    return vectorizer, model.fit(features, targets)
+>>>>>>> explain

@@ -38,8 +38,10 @@ td.text { white-space: pre-wrap; max-width: 40em; }
 .notes { background: #fff8e0; border-left: 4px solid #e0b000; padding: 0.5em 1em; }
 .small { display: inline-block; margin-right: 1.5em; }
 img { max-width: 100%; }
-mark { background: #dbeafe; padding: 0 0.1em; border-radius: 3px; }
+mark { border-radius: 3px; padding: 0 1px; color: inherit; }
+mark.entity { background: #dbeafe; padding: 0 0.1em; }
 mark sub { color: #555; font-size: 0.7em; margin-left: 0.15em; }
+.legend mark { margin: 0 0.3em; }
 """
 
 
@@ -69,25 +71,49 @@ def write_report(
         _per_class_html(metrics.get("per_class") or {}),
         _errors_html(errors or []),
     ]
-    _write_page(path, title, sections)
+    write_text(Path(path), html_page(title, sections))
 
 
 def write_table(path: Path, *, title: str, headers: list[str], rows: list[list[Any]],
                 notes: list[str] | None = None) -> None:
     """A page holding one table (a sweep's leaderboard), same look and same atomic write as a report."""
     cells = [[_num_cell(v) if _is_number(v) else _fmt(v) for v in row] for row in rows]
-    _write_page(path, title, [f"<h1>{_esc(title)}</h1>", _notes_html(notes or []),
-                              _table([_esc(h) for h in headers], cells)])
+    write_text(Path(path), html_page(title, [f"<h1>{_esc(title)}</h1>", _notes_html(notes or []),
+                                             _table([_esc(h) for h in headers], cells)]))
 
 
-def _write_page(path: Path, title: str, sections: list[str]) -> None:
+def html_page(title: str, sections: list[str]) -> str:
+    """A whole self-contained page: the report's style around already-escaped HTML sections."""
     body = "\n".join(s for s in sections if s)
-    page = (
+    return (
         '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
     )
-    write_text(Path(path), page)
+
+
+def highlight(text: str, words: list[dict]) -> str:
+    """`text` with each scored word shaded: red where it supports the predicted label, blue where it
+    speaks against it, stronger for larger |score| (relative to the text's largest); the score shows
+    on hover. Everything between and inside the words is escaped."""
+    peak = max((abs(w["score"]) for w in words), default=0.0) or 1.0
+    parts, at = [], 0
+    for w in sorted(words, key=lambda w: w["start"]):
+        alpha = min(abs(w["score"]) / peak, 1.0) * 0.8
+        colour = f"rgba(220,50,30,{alpha:.2f})" if w["score"] >= 0 else f"rgba(30,90,220,{alpha:.2f})"
+        parts += [_esc(text[at : w["start"]]), f'<mark style="background:{colour}" title="{w["score"]:+.4f}">'
+                  f'{_esc(text[w["start"] : w["end"]])}</mark>']
+        at = w["end"]
+    return "".join(parts) + _esc(text[at:])
+
+
+HIGHLIGHT_LEGEND = ('<p class="legend">word shading: <mark style="background:rgba(220,50,30,0.6)">supports</mark>'
+                    '<mark style="background:rgba(30,90,220,0.6)">opposes</mark> the predicted label</p>')
+
+
+def esc(value: Any) -> str:
+    """HTML-escape anything (the report's own escaping, for pages built from its pieces)."""
+    return _esc(value)
 
 
 def _esc(value: Any) -> str:
@@ -107,6 +133,11 @@ def _fmt(value: Any) -> str:
 def _is_number(value: Any) -> bool:
     """True for int/float but not bool, which is an int subclass yet never a metric."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def html_table(headers: list[str], rows: list[list[str]]) -> str:
+    """An HTML table from already-escaped cells (see `_table`)."""
+    return _table(headers, rows)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -176,13 +207,16 @@ def _errors_html(errors: list[dict]) -> str:
     if "gold_spans" in errors[0]:
         return _spans_html(errors)
     rows = [
-        [str(i), f'<td class="text">{_esc(e.get("text", ""))}</td>', _esc(e.get("label", "")),
+        [str(i), f'<td class="text">{_error_text(e)}</td>', _esc(e.get("label", "")),
          _esc(e.get("pred", "")), _num_cell(e.get("confidence"))]
         for i, e in enumerate(errors[:_MAX_ERRORS], start=1)
     ]
     shown = f"{len(rows)} of {len(errors)}" if len(errors) > len(rows) else str(len(rows))
+    explained = [e for e in errors[:_MAX_ERRORS] if e.get("words")]
+    legend = (f"<p>The first {len(explained)} show which words drove the wrong prediction "
+              f"({_esc(explained[0].get('method', ''))}).</p>{HIGHLIGHT_LEGEND}") if explained else ""
     return (
-        f"<h2>Worst errors ({shown}, most confident first)</h2>"
+        f"<h2>Worst errors ({shown}, most confident first)</h2>{legend}"
         + _table(["#", "Text", "True", "Predicted", "Confidence"], rows)
     )
 
@@ -203,10 +237,16 @@ def _highlight(text: str, spans: list[list]) -> str:
     """`text` escaped, each [start, end, label] span marked and its label written after it."""
     parts, at = [], 0
     for start, end, label in sorted(spans):
-        mark = f'<mark title="{_esc(label)}">{_esc(text[start:end])}<sub>{_esc(label)}</sub></mark>'
+        mark = f'<mark class="entity" title="{_esc(label)}">{_esc(text[start:end])}<sub>{_esc(label)}</sub></mark>'
         parts += [_esc(text[at:start]), mark]
         at = end
     return "".join(parts) + _esc(text[at:])
+
+
+def _error_text(error: dict) -> str:
+    """The error's text, its words shaded when the report explained it."""
+    text = str(error.get("text", ""))
+    return highlight(text, error["words"]) if error.get("words") else _esc(text)
 
 
 def _confusion_html(confusion: dict | None) -> str:

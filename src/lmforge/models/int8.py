@@ -116,6 +116,13 @@ def pack_dynamic(model: torch.nn.Module) -> None:
         _replace(model, name, dynamic)
 
 
+def has_dynamic_int8(model: torch.nn.Module) -> bool:
+    """True when `model` runs torch's dynamic int8 Linear kernels, which have no backward."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    return any(isinstance(module, DynamicLinear) for module in model.modules())
+
+
 def _replace(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)

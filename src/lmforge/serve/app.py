@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lmforge.explain import Budget
 from lmforge.inference import load
 from lmforge.log import logger
 from lmforge.serve import openai_routes
@@ -24,7 +25,7 @@ from lmforge.serve.batcher import Batcher
 from lmforge.serve.engine import Engine
 from lmforge.serve.guards import ApiKey, BodyLimit, check_model, check_texts, error_body, submit
 from lmforge.serve.metrics import Metrics, MetricsMiddleware
-from lmforge.serve.schemas import ClassifyRequest
+from lmforge.serve.schemas import ClassifyRequest, ExplainRequest
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -89,10 +90,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.post("/v1/classify")
     async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
         engine = app.state.engine
-        check_model(engine, body.model, engine.classifies, "a classification model")
-        if engine.headless:
-            raise HTTPException(400, f"'{engine.name}' is an encoder without a trained classification head; "
-                                     "use /v1/embeddings")
+        _check_classifier(engine, body.model, engine.classifies)
         texts = check_texts(app, body.input)
         # Each text is its own queue item so texts of many requests share forward passes.
         results = await asyncio.gather(*(submit(request, ("classify", t)) for t in texts))
@@ -106,6 +104,26 @@ def _add_routes(app: FastAPI) -> None:
         texts = check_texts(app, body.input)
         results = await asyncio.gather(*(submit(request, ("ner", t)) for t in texts))
         return {"object": "list", "data": list(results), "model": engine.name}
+
+    @app.post("/v1/explain")
+    async def explain(body: ExplainRequest, request: Request) -> dict[str, Any]:
+        engine = app.state.engine
+        _check_classifier(engine, body.model, engine.explains)
+        texts = check_texts(app, body.input)
+        long = [i for i, t in enumerate(texts) if body.method == "shap" and engine.count(t) > Budget.shap_max_tokens]
+        if long:
+            raise HTTPException(422, f"input {long[0]} is over {Budget.shap_max_tokens} tokens, the most shap "
+                                     "explains: use method ig or occlusion")
+        results = await asyncio.gather(*(submit(request, ("explain", (t, body.method))) for t in texts))
+        return {"object": "list", "data": list(results), "model": engine.name}
+
+
+def _check_classifier(engine: Engine, name: str | None, able: bool) -> None:
+    """404/400 as `check_model`, and 400 for an encoder whose classification head is untrained noise."""
+    check_model(engine, name, able, "a classification model")
+    if engine.headless:
+        raise HTTPException(400, f"'{engine.name}' is an encoder without a trained classification head; "
+                                 "use /v1/embeddings")
 
 
 def _add_errors(app: FastAPI) -> None:

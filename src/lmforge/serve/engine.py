@@ -16,7 +16,7 @@ import numpy as np
 from lmforge.config import GenerationConfig
 from lmforge.decoding import Completion, complete, cut_at_stop, prompt_text, stream, tokenizer_lock
 from lmforge.inference import Loaded
-from lmforge.tasks.contracts import ClassifiesSequences, Generates, TagsSpans
+from lmforge.tasks.contracts import ClassifiesSequences, Explains, Generates, TagsSpans
 
 T = TypeVar("T")
 # Tokens an embedding reads at most, as `lmforge kb` embeds (and all-MiniLM was trained): vectors
@@ -57,6 +57,10 @@ class Engine:
         return isinstance(self.loaded.task, TagsSpans)
 
     @property
+    def explains(self) -> bool:
+        return isinstance(self.loaded.task, Explains)
+
+    @property
     def generates(self) -> bool:
         return isinstance(self.loaded.task, Generates)
 
@@ -67,10 +71,11 @@ class Engine:
         return self.classifies and not any(a.endswith("ForSequenceClassification") for a in architectures)
 
     def run(self, items: list[tuple[str, Any]]) -> list[Any]:
-        """One batch from the queue: ("classify" | "ner" | "embed" | "complete", payload) items, each kind in one
-        call."""
+        """One batch from the queue: ("classify" | "ner" | "embed" | "explain" | "complete", payload) items,
+        each kind in one call."""
         kinds: dict[str, Callable[[list], list]] = {"classify": self.classify_batch, "ner": self.classify_batch,
-                                                    "embed": self.embed_batch, "complete": self.complete}
+                                                    "embed": self.embed_batch, "explain": self.explain_batch,
+                                                    "complete": self.complete}
         return _grouped(items, lambda item: item[0], lambda kind, group: kinds[kind]([p for _, p in group]))
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
@@ -93,6 +98,11 @@ class Engine:
     def classify_batch(self, texts: list[str]) -> list[dict[str, Any]]:
         """The model's prediction records (`lmforge.load(...).predict`): labels, or a tagger's entities."""
         return self.loaded.predict(texts)
+
+    def explain_batch(self, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """(text, method) items: texts asking for the same method share one explanation batch."""
+        return _grouped(items, lambda item: item[1],
+                        lambda method, group: self.loaded.explain([text for text, _ in group], str(method)))
 
     def embed_batch(self, texts: list[str]) -> list[tuple[np.ndarray, int]]:
         """(unit-length mean-pooled vector, tokens read) per text, pooled as `lmforge kb` does."""

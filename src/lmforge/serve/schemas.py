@@ -23,6 +23,13 @@ class ClassifyRequest(_Request):
     model: str | None = None
 
 
+class ExplainRequest(_Request):
+    input: str | list[str] = Field(description="one text or a list of texts to explain")
+    model: str | None = None
+    # No "auto" here: it runs every method on the texts, too costly for a bounded request.
+    method: Literal["ig", "gradxinput", "occlusion", "shap"] = "occlusion"
+
+
 class Message(_Request):
     role: Literal["system", "user", "assistant"]
     content: str

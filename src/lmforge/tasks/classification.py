@@ -236,11 +236,17 @@ class Classification:
 
     def logit_outputs(self, logits: torch.Tensor, batch: Batch) -> Outputs:
         """Per-example outputs from a batch's logits (distillation adds its own to these)."""
-        probs = torch.sigmoid(logits) if self.multi else torch.softmax(logits, -1)
-        out = {"probs": probs.cpu().numpy()}
+        out = {"probs": self._probs(logits).detach().cpu().numpy()}
         if "labels" in batch:
             out["loss"] = self.example_losses(logits, batch["labels"]).detach().cpu().numpy()
         return out
+
+    def probabilities(self, model: Model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (n, k) with gradients: what explanations attribute and perturb."""
+        return self._probs(model(input_ids=input_ids, attention_mask=attention_mask).logits.float())
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multi else torch.softmax(logits, -1)
 
     def example_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per-example hard-label losses (n,); distillation adds its soft-label term to these."""

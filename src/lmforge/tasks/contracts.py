@@ -9,8 +9,8 @@ Two protocols and a few capabilities:
 - Capabilities are optional protocols a caller checks with `isinstance(task, Capability)` before
   relying on them (DP-SGD needs `PerExampleLosses`, `predict` needs `Predicts`, `generate` and `chat`
   need `Generates`, `compare`/`export-onnx`/`prune`/`distill` need `ClassifiesSequences`, `baseline`
-  and the reports' baseline column need `Baselined`). No caller asks a task for its name to decide
-  what it can do.
+  and the reports' baseline column need `Baselined`, `explain` needs `Explains`). No caller asks a
+  task for its name to decide what it can do.
 
 A task is generic in its split type `S` (the validated data of one file): callers never look
 inside a split, they only hand it back to the task that made it.
@@ -186,3 +186,19 @@ class ClassifiesSequences(Protocol[S_contra]):
 
     def metrics(self, outputs: Outputs, truth: np.ndarray) -> Metrics:
         """The full metrics dict of class probabilities against `truth`."""
+
+
+@runtime_checkable
+class Explains(Protocol):
+    """A classifier whose class probabilities are a function of its input tokens that attribution
+    methods can differentiate and perturb (`lmforge explain`, `Loaded.explain`, /v1/explain, the
+    highlighted errors of a report)."""
+
+    label_names: list[str]
+    multi: bool
+
+    def probabilities(self, model: Model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (n, k) with their autograd graph: softmax, or one sigmoid per label."""
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Predicted class ids (n,), or a multi-hot matrix (n, k) for multi-label."""

@@ -1,0 +1,124 @@
+"""Explanations on zh sentiment: per method, AOPC comprehensiveness and sufficiency (each beside a random
+ranking's), seconds per text, and integrated gradients on one 128-token text.
+
+Targets (issue 13): the chosen method's comprehensiveness >= 2x random, its sufficiency below random;
+a 128-token text explained by integrated gradients in < 1 s on 2 cores.
+
+Usage (under the heavy lock; needs data/zh_sentiment from examples/prepare_zh_sentiment.py and a model
+from `lmforge finetune configs/classify/zh_sentiment.yaml`):
+    flock /tmp/lmforge-heavy.lock .venv/bin/python bench/explain.py [--model runs/zh_sentiment/best]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import platform
+import statistics
+import subprocess
+import time
+
+import numpy as np
+import torch
+
+from lmforge.explain import METHODS, Budget, Scorer, explain
+from lmforge.inference import load
+
+BOX_KEYS = ("Model name", "CPU(s)", "Thread(s) per core", "L3 cache")
+
+
+def box() -> str:
+    """The machine, as lscpu names it, and whether it has fast bf16."""
+    lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    picked = [" ".join(line.split()) for line in lines if line.split(":")[0].strip() in BOX_KEYS]
+    flags = open("/proc/cpuinfo").read()
+    bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
+    return (f"{'; '.join(picked)}; fast bf16: {'yes' if bf16 else 'no'}; torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads); python {platform.python_version()}")
+
+
+def sample(scorer: Scorer, path: str, n: int, budget: Budget) -> list[str]:
+    """The first n test texts of 16 to shap_max_tokens tokens: every method (shap too) explains the same texts."""
+    with open(path, encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    picked = []
+    for text in texts:
+        if 16 <= len(scorer.encode([text])[0].content) <= budget.shap_max_tokens:
+            picked.append(text)
+        if len(picked) == n:
+            break
+    return picked
+
+
+def long_text(scorer: Scorer, path: str) -> str:
+    """Test texts joined until the model reads a full 128 tokens (special tokens included)."""
+    with open(path, encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    joined = ""
+    for text in texts:
+        joined += text
+        if len(scorer.encode([joined])[0].ids) >= 128:
+            return joined
+    raise SystemExit("the test file is too short for a 128-token text")
+
+
+def method_row(scorer: Scorer, texts: list[str], name: str, budget: Budget) -> dict[str, float]:
+    """Mean faithfulness over `texts`, and seconds per text of the attribution alone (timed in a run
+    without the faithfulness scores, which cost ~40 forward passes per text whatever the method)."""
+    start = time.perf_counter()
+    explain(scorer, texts, name, budget, faithfulness=False)
+    seconds = (time.perf_counter() - start) / len(texts)
+    explanations, _ = explain(scorer, texts, name, budget)
+    faith = [t.faithfulness for e in explanations for t in e.targets if t.faithfulness]
+    means = {k.name: float(np.mean([getattr(f, k.name) for f in faith])) for k in dataclasses.fields(faith[0])}
+    return {**means, "seconds_per_text": seconds}
+
+
+def ig_timing(scorer: Scorer, text: str, budget: Budget, repeats: int = 3) -> tuple[float, float]:
+    """Median seconds to explain `text` with ig: attribution alone, and with its faithfulness scores."""
+    explain(scorer, [text], "ig", budget, faithfulness=False)  # warm-up: first-call kernel and jieba set-up
+    times = {}
+    for faithfulness in (False, True):
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            explain(scorer, [text], "ig", budget, faithfulness=faithfulness)
+            runs.append(time.perf_counter() - start)
+        times[faithfulness] = statistics.median(runs)
+    return times[False], times[True]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="runs/zh_sentiment/best")
+    parser.add_argument("--data", default="data/zh_sentiment/test.csv")
+    parser.add_argument("--texts", type=int, default=40)
+    args = parser.parse_args()
+    loaded = load(args.model)
+    scorer = loaded.scorer("explain")
+    budget = Budget()
+    print(f"box: {box()}")
+    print(f"model: {args.model} ({loaded.precision}); budget: {budget}")
+    texts = sample(scorer, args.data, args.texts, budget)
+    rows = {name: method_row(scorer, texts, name, budget) for name in METHODS}
+    print(f"\n{len(texts)} test texts of 16-{budget.shap_max_tokens} tokens; AOPC over ERASER's bins (1, 5, 10, 20, 50%)")
+    print("| method | comprehensiveness ↑ | random | ratio | sufficiency ↓ | random | s/text (attribution) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['comprehensiveness']:.3f} | {r['random_comprehensiveness']:.3f} | "
+              f"{r['comprehensiveness'] / max(r['random_comprehensiveness'], 1e-9):.1f}x | {r['sufficiency']:.3f} | "
+              f"{r['random_sufficiency']:.3f} | {r['seconds_per_text']:.3f} |")
+    best = max(rows, key=lambda n: rows[n]["comprehensiveness"] - rows[n]["sufficiency"])
+    r = rows[best]
+    print(f"\nauto's criterion (comprehensiveness − sufficiency) picks {best}: comprehensiveness "
+          f"{r['comprehensiveness'] / max(r['random_comprehensiveness'], 1e-9):.1f}x random (target >= 2x), "
+          f"sufficiency {r['sufficiency']:.3f} vs random {r['random_sufficiency']:.3f} (target: below)")
+    text = long_text(scorer, args.data)
+    alone, with_faith = ig_timing(scorer, text, budget)
+    print(f"128-token text, ig with {budget.ig_steps} steps: {alone:.2f} s (target < 1 s); "
+          f"{with_faith:.2f} s with its faithfulness scores")
+
+
+if __name__ == "__main__":
+    main()
