@@ -13,8 +13,6 @@ def tfidf_probs(train_texts: Sequence[str], targets: np.ndarray, texts: Sequence
     Character n-grams read Chinese without a word segmenter. `targets` is a vector of class ids
     (softmax-style probabilities out) or a multi-hot matrix (one binary classifier per label).
     """
-<<<<<<< HEAD
-=======
     vectorizer, model = _fit(train_texts, targets, seed)
     if targets.ndim == 2:
         return model.predict_proba(vectorizer.transform(texts)).astype(np.float32)
@@ -41,26 +39,6 @@ def tfidf_top_terms(train_texts: Sequence[str], targets: np.ndarray, seed: int,
     return [[(str(terms[j]), round(float(w[j]), 4)) for j in np.argsort(-w)[:k]] for w in weights]
 
 
-def _fit(train_texts: Sequence[str], targets: np.ndarray, seed: int) -> tuple[Any, Any]:
-    """The fitted (vectorizer, classifier): one logistic regression per label for a multi-hot `targets`."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
->>>>>>> explain
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
-    vectorizer = _vectorizer()
-    features = vectorizer.fit_transform(train_texts)
-    model = LogisticRegression(max_iter=1000, random_state=seed)
-    if targets.ndim == 2:
-<<<<<<< HEAD
-        model = OneVsRestClassifier(LogisticRegression(max_iter=1000, random_state=seed)).fit(features, targets)
-        return model.predict_proba(vectorizer.transform(texts)).astype(np.float32)
-    model = LogisticRegression(max_iter=1000, random_state=seed).fit(features, targets)
-    probs = np.zeros((len(texts), int(targets.max()) + 1), dtype=np.float32)
-    probs[:, model.classes_] = model.predict_proba(vectorizer.transform(texts))
-    return probs
-
-
 def classical_predictions(train_texts: Sequence[str], train_labels: Sequence[str],
                           texts: Sequence[str]) -> dict[str, tuple[list[str], float]]:
     """Predicted labels and fitting seconds of the two classical bars a fine-tuned model is shown
@@ -81,12 +59,21 @@ def classical_predictions(train_texts: Sequence[str], train_labels: Sequence[str
     return results
 
 
+def _fit(train_texts: Sequence[str], targets: np.ndarray, seed: int) -> tuple[Any, Any]:
+    """The fitted (vectorizer, classifier): one logistic regression per label for a multi-hot `targets`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    vectorizer = _vectorizer()
+    features = vectorizer.fit_transform(train_texts)
+    model: Any = LogisticRegression(max_iter=1000, random_state=seed)
+    if targets.ndim == 2:
+        model = OneVsRestClassifier(model)
+    return vectorizer, model.fit(features, targets)
+
+
 def _vectorizer() -> Any:
     """Character 1-3-grams read Chinese without a word segmenter."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1)
-=======
-        model = OneVsRestClassifier(model)
-    return vectorizer, model.fit(features, targets)
->>>>>>> explain
