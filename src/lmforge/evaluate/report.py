@@ -52,10 +52,11 @@ def write_report(
 ) -> None:
     """Write the evaluation report for `metrics` to `path` as a single HTML file.
 
-    `metrics` and `baseline` are dicts from `lmforge.evaluate.metrics`; `history` is the training
-    log (one dict per record, keyed by `step`); `errors` are the caller's worst mistakes, most
-    confident first. The file is written to a temporary sibling and moved into place, so a reader
-    never sees half a report and a crash leaves the previous one intact.
+    `metrics` and `baseline` are dicts from `lmforge.evaluate.metrics` (a baseline's "method", when
+    it says, heads its column); `history` is the training log (one dict per record, keyed by `step`);
+    `errors` are the caller's worst mistakes, most confident first, or generated answers (records with
+    source, reference, hypothesis and score), worst first. The file is written to a temporary sibling
+    and moved into place, so a reader never sees half a report and a crash leaves the previous one intact.
     """
     sections = [
         f"<h1>{_esc(title)}</h1>",
@@ -142,7 +143,8 @@ def _headline_html(metrics: dict, baseline: dict | None) -> str:
     """Scalar metrics, with the baseline and the difference beside them when there is one."""
     headers = ["Metric", "Model"]
     if baseline is not None:
-        headers += ["Baseline (TF-IDF + LR)", "Δ (model − baseline)"]
+        method = baseline.get("method")
+        headers += [f"Baseline ({_esc(method)})" if method else "Baseline", "Δ (model − baseline)"]
     rows = []
     for key in _headline_keys(metrics, baseline):
         value = metrics.get(key)
@@ -170,6 +172,8 @@ def _errors_html(errors: list[dict]) -> str:
     """The most confident mistakes, which usually show label noise or a systematic confusion."""
     if not errors:
         return ""
+    if "hypothesis" in errors[0]:
+        return _generated_html(errors)
     rows = [
         [str(i), f'<td class="text">{_esc(e.get("text", ""))}</td>', _esc(e.get("label", "")),
          _esc(e.get("pred", "")), _num_cell(e.get("confidence"))]
@@ -180,6 +184,18 @@ def _errors_html(errors: list[dict]) -> str:
         f"<h2>Worst errors ({shown}, most confident first)</h2>"
         + _table(["#", "Text", "True", "Predicted", "Confidence"], rows)
     )
+
+
+def _generated_html(examples: list[dict]) -> str:
+    """Generated answers (translations) beside their prompts and references, lowest score first."""
+    rows = [
+        [str(i)] + [f'<td class="text">{_esc(e.get(k, ""))}</td>' for k in ("source", "reference", "hypothesis")]
+        + [_num_cell(e.get("score"))]
+        for i, e in enumerate(examples[:_MAX_ERRORS], start=1)
+    ]
+    shown = f"{len(rows)} of {len(examples)}" if len(examples) > len(rows) else str(len(rows))
+    return (f"<h2>Generated answers ({shown}, lowest chrF++ first)</h2>"
+            + _table(["#", "Prompt", "Reference", "Generated", "chrF++"], rows))
 
 
 def _confusion_html(confusion: dict | None) -> str:
