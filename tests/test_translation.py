@@ -247,6 +247,26 @@ def test_generate_evaluate_and_chat_on_the_trained_model(trained, data, tmp_path
                  str(tmp_path / "p.jsonl")]) == 2  # like every generation model: generate, not predict
 
 
+def test_lora_on_an_encoder_decoder_merges(data, tok, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    import lmforge
+
+    base = _marian(tok, tmp_path / "base")
+    out = tmp_path / "lora"
+    assert main(["finetune", "task=generation", "method=lora", "lora.r=4", f"data.train={data / 'train.jsonl'}",
+                 f"data.validation={data / 'train.zh'},{data / 'train.en'}", f"model.path={base}", f"output_dir={out}",
+                 "train.max_steps=3", "train.batch_size=8", "train.lr=1e-2", "train.precision=fp32",
+                 "generation.max_new_tokens=4"]) == 0
+    assert (out / "best" / "adapter_config.json").is_file()
+    assert main(["merge", str(out / "best"), "--out", str(tmp_path / "merged")]) == 0
+    ids = torch.tensor([[5, 6, 7, 1]])
+    with torch.no_grad():
+        adapter = lmforge.load(out / "best", precision="fp32").model(input_ids=ids, decoder_input_ids=ids).logits
+        merged = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "merged")(input_ids=ids, decoder_input_ids=ids).logits
+    torch.testing.assert_close(merged, adapter, atol=1e-4, rtol=1e-4)
+
+
 # ---- metrics and baseline without a model ------------------------------------------------------------
 def test_bleu_and_chrf_equal_sacrebleu():
     import sacrebleu
