@@ -185,6 +185,10 @@ def test_an_encoder_decoder_takes_loss_on_the_target_only(data, tok, tmp_path, b
     # A different source changes the loss only through the encoder, never as a label.
     other = {**features[2], "input_ids": features[0]["input_ids"]}
     assert task.collate([other])["labels"].tolist() == task.collate([features[2]])["labels"].tolist()
+    two_turns = task.conversation_split([[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                                          {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]])
+    with pytest.raises(LmforgeError, match="<input>:0: an encoder-decoder model reads one prompt"):
+        task.encode(two_turns, loaded.tokenizer)
     # The summed loss is the model's own cross-entropy over the target tokens.
     one = task.collate([features[2]])
     labels = one["labels"].clone()
@@ -245,6 +249,15 @@ def test_generate_evaluate_and_chat_on_the_trained_model(trained, data, tmp_path
     assert "".join(engine.stream(prompt, cfg, threading.Event(), 30)).strip() == answers[3]
     assert main(["predict", str(trained / "best"), "--input", str(sources), "--output",
                  str(tmp_path / "p.jsonl")]) == 2  # like every generation model: generate, not predict
+
+
+def test_a_decoder_template_is_refused_for_an_encoder_decoder(marian):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    task = _task(f"model.path={marian}", "generation.template=my.jinja")
+    assert task.auto_class == "AutoModelForSeq2SeqLM"
+    with pytest.raises(LmforgeError, match="generation.template=my.jinja applies to decoder models"):
+        task.bind(AutoModelForSeq2SeqLM.from_pretrained(marian), AutoTokenizer.from_pretrained(marian))
 
 
 def test_lora_on_an_encoder_decoder_merges(data, tok, tmp_path):

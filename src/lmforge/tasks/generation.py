@@ -144,7 +144,7 @@ class Generation:
     def encode(self, split: Split, tokenizer: PreTrainedTokenizerBase) -> Features:
         """input_ids with labels on assistant tokens; rows that lose answer tokens are counted."""
         if self.start_id is not None:
-            return self._encode_pairs(split, tokenizer)
+            return self._encode_pairs(split, tokenizer, self.start_id)
         features, lost, cut = [], 0, 0
         for conversation in split.conversations:
             ids, labels = encode_conversation(tokenizer, conversation)
@@ -161,14 +161,12 @@ class Generation:
                            f"whose whole answer would be cut, and shortens the answer of {cut} more")
         return features
 
-    def _encode_pairs(self, split: Split, tokenizer: PreTrainedTokenizerBase) -> Features:
+    def _encode_pairs(self, split: Split, tokenizer: PreTrainedTokenizerBase, start_id: int) -> Features:
         """An encoder-decoder's features: prompt and answer are separate sequences, each cut to
-        model.max_length (counted in the same warning as a decoder's)."""
-        assert self.start_id is not None
+        model.max_length (the examples cut are counted in one warning)."""
         limit, features, cut = self.cfg.model.max_length, [], 0
-        locations = split.locations or [split.source] * len(split.conversations)
-        for conversation, location in zip(split.conversations, locations):
-            feature = seq2seq.encode_pair(tokenizer, conversation, self.start_id, location)
+        for conversation, location in zip(split.conversations, split.locations, strict=True):
+            feature = seq2seq.encode_pair(tokenizer, conversation, start_id, location)
             if max(len(feature["input_ids"]), len(feature["labels"])) > limit:
                 cut += 1
                 feature = seq2seq.truncate(feature, limit)
