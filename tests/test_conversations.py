@@ -53,7 +53,8 @@ def test_each_format_is_detected() -> None:
     assert detect_format(rows({"instruction": "a", "input": "", "output": "b"})) == "alpaca"
     assert detect_format(rows({"conversations": []})) == "sharegpt"
     assert detect_format(rows({"messages": [], "id": 1})) == "messages"
-    assert list(FORMATS) == ["qa", "alpaca", "sharegpt", "messages"]
+    assert detect_format(rows({"source": "a", "target": "b"})) == "translation"
+    assert list(FORMATS) == ["qa", "alpaca", "sharegpt", "messages", "translation"]
 
 
 def test_input_output_with_an_instruction_column_is_not_qa() -> None:

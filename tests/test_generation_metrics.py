@@ -158,19 +158,19 @@ def test_generation_metrics_means_and_json():
     preds = [ZH_PRED, "The Cat sat on the mat."]
     refs = [ZH_REF, "the cat, sat on the MAT"]
     result = generation_metrics(preds, refs)
-    assert set(result) == {"exact_match", "token_f1", "rouge_l", "bleu", "n"}
+    assert set(result) == {"exact_match", "token_f1", "rouge_l", "bleu", "chrf", "n"}
     assert result["n"] == 2
     assert result["exact_match"] == pytest.approx(0.5)
     assert result["token_f1"] == pytest.approx((20 / 27 + 1.0) / 2)
     assert result["rouge_l"] == pytest.approx((2 / 3 + 1.0) / 2)
     assert result["bleu"] == pytest.approx(bleu(preds, refs))
-    assert all(type(result[k]) is float for k in ("exact_match", "token_f1", "rouge_l", "bleu"))
+    assert all(type(result[k]) is float for k in ("exact_match", "token_f1", "rouge_l", "bleu", "chrf"))
     assert json.loads(json.dumps(result)) == result
 
 
 def test_generation_metrics_empty():
     assert generation_metrics([], []) == {
-        "exact_match": 0.0, "token_f1": 0.0, "rouge_l": 0.0, "bleu": 0.0, "n": 0
+        "exact_match": 0.0, "token_f1": 0.0, "rouge_l": 0.0, "bleu": 0.0, "chrf": 0.0, "n": 0
     }
 
 

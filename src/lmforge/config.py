@@ -116,6 +116,13 @@ class GenerationConfig:
     system: str = opt("", "system prompt put before every conversation (empty: none)")
     question_column: str = opt("", "question column of Q&A data (default: detected)")
     answer_column: str = opt("", "answer column of Q&A data (default: detected)")
+    translation_prompt: str = opt("Translate {src} to {tgt}:\n{source}",
+                                  "translation data: the prompt, with {source} and the language names {src}/{tgt} "
+                                  "(e.g. '{source}' for a Marian model trained on bare sentences)")
+    src_lang: str = opt("", "translation data: source language code (zh, en, ...) where a row has no src_lang "
+                        "column and no file suffix names it")
+    tgt_lang: str = opt("", "translation data: target language code where a row has no tgt_lang column "
+                        "and no file suffix names it")
     max_new_tokens: int = opt(128, "longest generated answer in tokens", low=1)
     do_sample: bool = opt(False, "sample instead of greedy decoding")
     temperature: float = opt(0.7, "sampling temperature (with do_sample)", low=0)

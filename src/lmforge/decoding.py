@@ -1,11 +1,15 @@
-"""Prompts and decoding for causal LMs: chat templates, batched generation, streaming.
+"""Prompts and decoding for generation models: chat templates, batched generation, streaming.
 
-`complete` is the one decoding path (batched, left-padded, with token counts); `generate` formats
-conversations for it, `stream` yields one completion piece by piece.
+`complete` is the one decoding path (batched, with token counts); `generate` formats conversations
+for it, `stream` yields one completion piece by piece. Decoders (causal LMs) continue their prompt,
+so prompts are left-padded and the answer is what follows them; encoder-decoders (Marian, T5, NLLB)
+read the prompt in the encoder, right-padded with the special tokens they were trained with, and
+the answer is the decoder's output after its start token.
 
 The prompt format is the model's own chat template when it has one, else a named built-in
 template (src/lmforge/templates/*.jinja) that is then saved with the tokenizer, so training,
-`generate`, `chat` and `serve` all format prompts identically.
+`generate`, `chat` and `serve` all format prompts identically. An encoder-decoder gets the built-in
+`source` template: its encoder reads the prompt text itself, with no turn markers.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from lmforge.log import logger
 from lmforge.runtime.device import autocast
 
 TEMPLATES = Path(__file__).with_name("templates")
+SOURCE_TEMPLATE = "source"  # the built-in template of encoder-decoders
 _LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_seq2seq(model: Any) -> bool:
+    """True for an encoder-decoder (peft wrappers forward `config`)."""
+    return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
 def ensure_template(tokenizer: Any, name: str) -> None:
@@ -86,6 +96,7 @@ def decoding_kwargs(tokenizer: Any, cfg: GenerationConfig) -> dict[str, Any]:
         "max_new_tokens": cfg.max_new_tokens, "do_sample": cfg.do_sample,
         "repetition_penalty": cfg.repetition_penalty, "eos_token_id": stop_token_ids(tokenizer),
         "pad_token_id": tokenizer.pad_token_id,
+        "num_beams": 1,  # greedy or sampling as configured, whatever beam width a checkpoint (Marian: 4) saves
     }
     if cfg.do_sample:
         kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or None)
@@ -125,12 +136,14 @@ def complete(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConf
     done: list[Completion] = [None] * len(prompts)  # type: ignore[list-item]
     stops = set(stop_token_ids(tokenizer))
     limit = prompt_limit(model, tokenizer, cfg)
+    seq2seq = is_seq2seq(model)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        enc = _encode(tokenizer, [prompts[i] for i in chunk], device, limit, chunk)
+        enc = _encode(tokenizer, [prompts[i] for i in chunk], device, limit, chunk, seq2seq)
         with autocast(precision, device, model):
             out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
-        rows = out[:, enc["input_ids"].shape[1]:].tolist()
+        # A decoder's output repeats the prompt; an encoder-decoder's starts with the decoder start token.
+        rows = out[:, 1 if seq2seq else enc["input_ids"].shape[1]:].tolist()
         for i, row, n_prompt in zip(chunk, rows, enc["attention_mask"].sum(1).tolist()):
             done[i] = _completion(tokenizer, row, int(n_prompt), stops, cfg, strip)
     return done
@@ -151,7 +164,7 @@ def stream(model: Any, tokenizer: Any, prompt: str, cfg: GenerationConfig, devic
         def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
             return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
-    enc = _encode(tokenizer, [prompt], device, prompt_limit(model, tokenizer, cfg), [0])
+    enc = _encode(tokenizer, [prompt], device, prompt_limit(model, tokenizer, cfg), [0], is_seq2seq(model))
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
 
     def work() -> None:
@@ -180,29 +193,38 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
 
 def prompt_limit(model: Any, tokenizer: Any, cfg: GenerationConfig) -> int:
     """Most prompt tokens a completion may start from: the model's context minus the tokens it may
-    generate. Without a bound, one long prompt costs minutes and memory quadratic in its length."""
+    generate (an encoder-decoder's encoder has the whole context to itself). Without a bound, one long
+    prompt costs minutes and memory quadratic in its length."""
     config = model.config
     context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if not context:  # a model that names no context: the tokenizer's, else a conservative default
         context = tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else 2048
+    if is_seq2seq(model):
+        return int(context)
     if cfg.max_new_tokens >= context:
         raise LmforgeError(f"generation.max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in the "
                            f"model's context of {context} tokens")
     return context - cfg.max_new_tokens
 
 
-def _encode(tokenizer: Any, prompts: list[str], device: torch.device, limit: int, numbers: list[int]) -> Any:
-    """Left-padded ids of `prompts` (new tokens must follow every prompt directly); a prompt longer
-    than `limit` keeps its last `limit` tokens (the question and the answer cue are at its end), with
-    a warning naming it by its number in the caller's input."""
+def _encode(tokenizer: Any, prompts: list[str], device: torch.device, limit: int, numbers: list[int],
+            seq2seq: bool = False) -> Any:
+    """Ids of `prompts`, with a warning naming (by its number in the caller's input) a prompt longer than
+    `limit`. A decoder's prompts are left-padded (new tokens must follow every prompt directly) and keep
+    their last `limit` tokens (the question and the answer cue are at the end). An encoder-decoder's
+    carry the tokenizer's special tokens (Marian and T5 end a source with </s>), are right-padded (Marian
+    counts positions from the first token, padding or not) and keep their first `limit` tokens (the
+    instruction is at the start)."""
     with tokenizer_lock(tokenizer):
-        rows = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        rows = tokenizer(prompts, add_special_tokens=seq2seq)["input_ids"]
+        kept = "first" if seq2seq else "last"
         for number, row in zip(numbers, rows):
             if len(row) > limit:
                 logger.warning(f"prompt {number}: {len(row)} tokens, more than the {limit} the model can read "
-                               f"before answering; keeping its last {limit} tokens")
-        rows = [row[-limit:] for row in rows]
-        enc = tokenizer.pad({"input_ids": rows}, padding=True, padding_side="left", return_tensors="pt")
+                               f"before answering; keeping its {kept} {limit} tokens")
+        rows = [row[:limit] if seq2seq else row[-limit:] for row in rows]
+        enc = tokenizer.pad({"input_ids": rows}, padding=True, padding_side="right" if seq2seq else "left",
+                            return_tensors="pt")
     return enc.to(device)
 
 

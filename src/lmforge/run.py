@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from lmforge import config as config_mod
 from lmforge.atomic import write_json
 from lmforge.config import Config
+from lmforge.data.translation import input_paths
 from lmforge.errors import LmforgeError
 from lmforge.evaluate.report import write_report
 from lmforge.inference import Loaded
@@ -111,8 +112,9 @@ def check_applies(cfg: Config, task: Task[Any]) -> None:
 def check_output_dir(cfg: Config) -> None:
     """Refuse to mix a new run into a folder holding another (unless resuming or told to overwrite),
     and an output_dir that is, holds or lies inside one of the run's inputs."""
-    inputs = [cfg.data.train, cfg.data.validation, cfg.data.test, cfg.data.key_file, cfg.model.path,
-              cfg.model.tokenizer, cfg.distill.teacher, cfg.distill.unlabelled]
+    data = [path for spec in (cfg.data.train, cfg.data.validation, cfg.data.test) for path in input_paths(spec)]
+    inputs = [*data, cfg.data.key_file, cfg.model.path, cfg.model.tokenizer, cfg.distill.teacher,
+              cfg.distill.unlabelled]
     if cfg.train.resume and not (Path(cfg.output_dir) / "checkpoint" / "state.json").is_file():
         raise LmforgeError(f"--resume: no checkpoint in {Path(cfg.output_dir) / 'checkpoint'} to continue from")
     check_outputs([Output(cfg.output_dir, "output_dir", "folder")], inputs, cfg.overwrite or cfg.train.resume,
@@ -124,7 +126,7 @@ def training_split(loaded: Loaded) -> Any:
     baseline or its training file is gone."""
     if not isinstance(loaded.task, Baselined):
         return None
-    if not loaded.cfg.data.train or not Path(loaded.cfg.data.train).exists():
+    if not loaded.cfg.data.train or not all(Path(p).exists() for p in input_paths(loaded.cfg.data.train)):
         logger.info("training data of this model not found: report without the baseline")
         return None
     try:
@@ -152,7 +154,7 @@ def write_evaluation(loaded: Loaded, split: Any, out: Path, *, train: Any = None
     write_json(out / "metrics.json", metrics)
     write_report(out / "report.html", title=title, metrics=metrics, history=history, errors=errors,
                  baseline=base, notes=notes)
-    shown = ("accuracy", "f1_macro", "perplexity", "token_f1", "rouge_l")
+    shown = ("accuracy", "f1_macro", "perplexity", "token_f1", "rouge_l", "bleu", "chrf")
     summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in shown if isinstance(metrics.get(k), float))
     logger.info(f"{title}: {summary}; wrote {out / 'metrics.json'} and {out / 'report.html'}")
     return metrics

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from lmforge.config import GenerationConfig
 from lmforge.data.readers import Row
+from lmforge.data.translation import TranslationPrompt, render_prompt, template_fields
 from lmforge.errors import DataError, LmforgeError, Problem
 
 Message = dict[str, str]
@@ -25,6 +27,8 @@ FORMATS: dict[str, str] = {
     "alpaca": "columns instruction + output, optional input and system",
     "sharegpt": 'column conversations: a list of {"from": human|gpt|system, "value": text}',
     "messages": 'column messages: a list of {"role": system|user|assistant, "content": text}',
+    "translation": "columns source + target, optional src_lang and tgt_lang (or two aligned text files "
+                   "SOURCE,TARGET); the prompt is generation.translation_prompt",
 }
 
 # Q&A column pairs, tried in order. The alternatives to question/answer are only used when there
@@ -41,6 +45,7 @@ _SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", **_ROLES}
 _SAMPLE_ROWS = 10
 
 _Converter = Callable[[Row, list[Problem]], Conversation]
+_DEFAULT_PROMPT = TranslationPrompt.from_config(GenerationConfig())
 
 
 def detect_format(rows: list[Row], question_column: str = "", answer_column: str = "") -> str:
@@ -60,20 +65,22 @@ def detect_format(rows: list[Row], question_column: str = "", answer_column: str
         return "sharegpt"
     if "instruction" in columns and "output" in columns:
         return "alpaca"
+    if "source" in columns and "target" in columns:
+        return "translation"
     if _detect_qa_pair(columns) is not None:
         return "qa"
     raise LmforgeError(_unknown_format_message(columns))
 
 
-def to_conversations(rows: list[Row], fmt: str, question_column: str = "",
-                     answer_column: str = "") -> list[tuple[str, Conversation]]:
+def to_conversations(rows: list[Row], fmt: str, question_column: str = "", answer_column: str = "",
+                     prompt: TranslationPrompt = _DEFAULT_PROMPT) -> list[tuple[str, Conversation]]:
     """Convert every row to a (location, conversation) pair, in row order.
 
     `fmt` is a name from FORMATS, usually from `detect_format`; the column overrides apply to
-    `qa` only. Raises DataError listing every problem in every row (field = the column), so
-    either all rows convert or nothing is returned.
+    `qa` only, `prompt` to `translation` only. Raises DataError listing every problem in every row
+    (field = the column), so either all rows convert or nothing is returned.
     """
-    convert = _converter(rows, fmt, question_column, answer_column)
+    convert = _converter(rows, fmt, question_column, answer_column, prompt)
     problems: list[Problem] = []
     pairs = [(row.location, convert(row, problems)) for row in rows]
     if problems:
@@ -83,8 +90,8 @@ def to_conversations(rows: list[Row], fmt: str, question_column: str = "",
 
 # ---------------------------------------------------------------------------- format choice
 
-def _converter(rows: list[Row], fmt: str, question_column: str,
-               answer_column: str) -> _Converter:
+def _converter(rows: list[Row], fmt: str, question_column: str, answer_column: str,
+               prompt: TranslationPrompt) -> _Converter:
     """The per-row conversion for `fmt`, with its columns resolved once for all rows."""
     if fmt not in FORMATS:
         raise LmforgeError(f"unknown conversation format {fmt!r}; accepted: {', '.join(FORMATS)}")
@@ -94,6 +101,9 @@ def _converter(rows: list[Row], fmt: str, question_column: str,
     if fmt == "qa":
         question, answer = qa_columns(rows, question_column, answer_column)
         return partial(_from_qa, question=question, answer=answer)
+    if fmt == "translation":
+        template_fields(prompt.template)
+        return partial(_from_translation, prompt=prompt)
     return _CONVERTERS[fmt]
 
 
@@ -156,6 +166,21 @@ def _from_alpaca(row: Row, problems: list[Problem]) -> Conversation:
     prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     head = [{"role": "system", "content": system}] if system.strip() else []
     return head + [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+
+
+def _from_translation(row: Row, problems: list[Problem], prompt: TranslationPrompt) -> Conversation:
+    """The source in the direction's prompt as the user turn, the target as the answer. A row's
+    src_lang/tgt_lang win over the configured ones, so one file may hold both directions."""
+    source = _required_text(row, "source", "source", problems)
+    target = _required_text(row, "target", "target", problems)
+    src = _optional_text(row, "src_lang", problems).strip() or prompt.src_lang
+    tgt = _optional_text(row, "tgt_lang", problems).strip() or prompt.tgt_lang
+    try:
+        text = render_prompt(prompt.template, source, src, tgt)
+    except ValueError as exc:
+        problems.append(Problem(row.location, "", str(exc)))
+        text = ""
+    return [{"role": "user", "content": text}, {"role": "assistant", "content": target}]
 
 
 def _required_text(row: Row, column: str, what: str, problems: list[Problem]) -> str:
@@ -272,7 +297,7 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-# Every format but qa, whose columns depend on the rows and are resolved in _converter.
+# Every format but qa and translation, which _converter sets up from the rows and the prompt.
 _CONVERTERS: dict[str, _Converter] = {
     "alpaca": _from_alpaca,
     "sharegpt": partial(_from_turns, column="conversations", role_key="from",

@@ -47,7 +47,7 @@ def read_rows(path: str | Path, encoding: str = "utf-8", key_file: str = "") -> 
     data, suffix = file_bytes(path, key_file)
     reader = _TEXT_READERS.get(suffix)
     if reader is not None:
-        return reader(path, _decode(path, data, encoding))
+        return reader(path, decode_text(path, data, encoding))
     if suffix == ".parquet":
         return _read_parquet(path, data)
     raise LmforgeError(f"{path}: unsupported data format {suffix or '(no suffix)'!r}; "
@@ -70,7 +70,7 @@ def file_bytes(path: Path, key_file: str) -> tuple[bytes, str]:
 
 # ---------------------------------------------------------------------------- text decoding
 
-def _decode(path: Path, data: bytes, encoding: str) -> str:
+def decode_text(path: Path, data: bytes, encoding: str) -> str:
     """Decode the whole file up front so a wrong encoding is reported once, with a fix."""
     try:
         text = data.decode(encoding)

@@ -11,13 +11,15 @@ from collections import Counter
 from lmforge.config import DataConfig
 from lmforge.data.corpus import load_texts
 from lmforge.data.readers import Row, read_rows
+from lmforge.data.translation import pair_paths, read_pair
 from lmforge.log import logger
 
 
 def read_data(path: str, cfg: DataConfig) -> list[Row]:
-    """Rows of a table file (.csv .tsv .jsonl .json .parquet, a datasets folder), personal data
-    replaced when `data.redact_pii`."""
-    rows = read_rows(path, cfg.encoding, cfg.key_file)
+    """Rows of a table file (.csv .tsv .jsonl .json .parquet, a datasets folder) or of two aligned
+    text files `SOURCE,TARGET` (translation), personal data replaced when `data.redact_pii`."""
+    pair = pair_paths(path)
+    rows = read_pair(*pair, cfg.encoding, cfg.key_file) if pair else read_rows(path, cfg.encoding, cfg.key_file)
     if cfg.redact_pii:
         from lmforge.privacy.pii import redact_rows
 

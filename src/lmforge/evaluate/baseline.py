@@ -72,6 +72,15 @@ def _fit(train_texts: Sequence[str], targets: np.ndarray, seed: int) -> tuple[An
     return vectorizer, model.fit(features, targets)
 
 
+def nearest_answers(prompts: Sequence[str], answers: Sequence[str], queries: Sequence[str]) -> list[str]:
+    """For each query, the answer of the most similar training prompt (cosine of char 1-3-gram TF-IDF;
+    ties go to the earliest). A query sharing no n-gram with any prompt gets the first answer."""
+    vectorizer = _vectorizer()
+    known = vectorizer.fit_transform(prompts)
+    best = (vectorizer.transform(queries) @ known.T).toarray().argmax(axis=1)  # rows are L2-normalised
+    return [answers[i] for i in best]
+
+
 def _vectorizer() -> Any:
     """Character 1-3-grams read Chinese without a word segmenter."""
     from sklearn.feature_extraction.text import TfidfVectorizer

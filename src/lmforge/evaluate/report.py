@@ -22,7 +22,6 @@ from lmforge.atomic import write_text
 
 _HEADLINE = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
              "recall_macro", "precision_micro", "recall_micro", "token_accuracy", "ece")
-_BASELINE = "TF-IDF + LR"  # the classifiers' baseline; other tasks name theirs in baseline["method"]
 _MAX_ERRORS = 50
 _NOT_PLOTTED = {"step", "epoch", "elapsed_s"}
 # Class names are often Chinese; use a CJK font when the machine has one, DejaVu otherwise.
@@ -57,10 +56,11 @@ def write_report(
 ) -> None:
     """Write the evaluation report for `metrics` to `path` as a single HTML file.
 
-    `metrics` and `baseline` are dicts from `lmforge.evaluate.metrics`; `history` is the training
-    log (one dict per record, keyed by `step`); `errors` are the caller's worst mistakes, most
-    confident first. The file is written to a temporary sibling and moved into place, so a reader
-    never sees half a report and a crash leaves the previous one intact.
+    `metrics` and `baseline` are dicts from `lmforge.evaluate.metrics` (a baseline's "method", when
+    it says, heads its column); `history` is the training log (one dict per record, keyed by `step`);
+    `errors` are the caller's worst mistakes, most confident first, or generated answers (records with
+    source, reference, hypothesis and score), worst first. The file is written to a temporary sibling
+    and moved into place, so a reader never sees half a report and a crash leaves the previous one intact.
     """
     sections = [
         f"<h1>{_esc(title)}</h1>",
@@ -176,7 +176,8 @@ def _headline_html(metrics: dict, baseline: dict | None) -> str:
     """Scalar metrics, with the baseline and the difference beside them when there is one."""
     headers = ["Metric", "Model"]
     if baseline is not None:
-        headers += [f"Baseline ({_esc(baseline.get('method', _BASELINE))})", "Δ (model − baseline)"]
+        method = baseline.get("method")
+        headers += [f"Baseline ({_esc(method)})" if method else "Baseline", "Δ (model − baseline)"]
     rows = []
     for key in _headline_keys(metrics, baseline):
         value = metrics.get(key)
@@ -206,6 +207,8 @@ def _errors_html(errors: list[dict]) -> str:
         return ""
     if "gold_spans" in errors[0]:
         return _spans_html(errors)
+    if "hypothesis" in errors[0]:
+        return _generated_html(errors)
     rows = [
         [str(i), f'<td class="text">{_error_text(e)}</td>', _esc(e.get("label", "")),
          _esc(e.get("pred", "")), _num_cell(e.get("confidence"))]
@@ -247,6 +250,18 @@ def _error_text(error: dict) -> str:
     """The error's text, its words shaded when the report explained it."""
     text = str(error.get("text", ""))
     return highlight(text, error["words"]) if error.get("words") else _esc(text)
+
+
+def _generated_html(examples: list[dict]) -> str:
+    """Generated answers (translations) beside their prompts and references, lowest score first."""
+    rows = [
+        [str(i)] + [f'<td class="text">{_esc(e.get(k, ""))}</td>' for k in ("source", "reference", "hypothesis")]
+        + [_num_cell(e.get("score"))]
+        for i, e in enumerate(examples[:_MAX_ERRORS], start=1)
+    ]
+    shown = f"{len(rows)} of {len(examples)}" if len(examples) > len(rows) else str(len(rows))
+    return (f"<h2>Generated answers ({shown}, lowest chrF++ first)</h2>"
+            + _table(["#", "Prompt", "Reference", "Generated", "chrF++"], rows))
 
 
 def _confusion_html(confusion: dict | None) -> str:

@@ -20,7 +20,7 @@ from lmforge import config as config_mod
 from lmforge.config import Config, ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.models.int8 import load_int8, read_spec
-from lmforge.models.load import as_folder, hub_call, load_tokenizer
+from lmforge.models.load import as_folder, hub_call, is_encoder_decoder, load_tokenizer
 from lmforge.runtime.device import pick_device, resolve_precision
 
 if TYPE_CHECKING:
@@ -93,5 +93,7 @@ def architectures(folder: Path) -> list[str]:
 
 
 def _task_of_plain_folder(folder: Path) -> str:
-    """A folder not written by lmforge: causal-LM architectures generate, everything else classifies."""
-    return "generation" if any(a.endswith("ForCausalLM") for a in architectures(folder)) else "classification"
+    """A folder not written by lmforge: causal LMs and encoder-decoders (Marian, T5, NLLB) generate,
+    everything else classifies."""
+    causal = any(a.endswith("ForCausalLM") for a in architectures(folder))
+    return "generation" if causal or is_encoder_decoder(ModelConfig(path=str(folder))) else "classification"

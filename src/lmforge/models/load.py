@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +39,21 @@ def load_model(cfg: ModelConfig, auto_class: Any, **kwargs: Any) -> Any:
         cfg.path,
         lambda: auto_class.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code, **kwargs),
     )
+
+
+def is_encoder_decoder(cfg: ModelConfig) -> bool:
+    """Whether `model.path` holds an encoder-decoder (presets and GGUF files are decoders)."""
+    if cfg.preset or not cfg.path or cfg.path.endswith(".gguf"):
+        return False
+    folder = Path(as_folder(cfg.path))
+    if (folder / "adapter_config.json").is_file():  # a LoRA folder says which kind of model it adapts
+        return json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get("task_type") == "SEQ_2_SEQ_LM"
+    if (folder / "config.json").is_file():
+        return bool(json.loads((folder / "config.json").read_text(encoding="utf-8")).get("is_encoder_decoder"))
+    from transformers import AutoConfig
+
+    config = hub_call(cfg.path, lambda: AutoConfig.from_pretrained(str(folder), trust_remote_code=cfg.trust_remote_code))
+    return bool(getattr(config, "is_encoder_decoder", False))
 
 
 def set_dropout(model: Any, p: float) -> None:

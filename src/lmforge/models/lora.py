@@ -33,16 +33,19 @@ def is_adapter_folder(folder: Path) -> bool:
 
 def merge_folder(folder: Path, out: Path) -> None:
     """Fold the adapters of `folder` into the base weights; write a plain HF folder to `out`."""
-    from peft import AutoPeftModelForCausalLM
+    from peft import AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM
     from transformers import AutoTokenizer
 
+    from lmforge.config import ModelConfig
     from lmforge.models.folder import run_config
+    from lmforge.models.load import is_encoder_decoder
     from lmforge.privacy.card import read_privacy
     from lmforge.train.checkpoint import save_model_folder
 
     if not is_adapter_folder(folder):
         raise LmforgeError(f"{folder} holds no LoRA adapter (no adapter_config.json): nothing to merge")
-    model = AutoPeftModelForCausalLM.from_pretrained(folder).merge_and_unload()
+    seq2seq = is_encoder_decoder(ModelConfig(path=str(folder)))
+    model = (AutoPeftModelForSeq2SeqLM if seq2seq else AutoPeftModelForCausalLM).from_pretrained(folder).merge_and_unload()
     cfg = run_config(folder)
     cfg.method = "full"
     save_model_folder(out, model, AutoTokenizer.from_pretrained(folder), cfg, privacy=read_privacy(folder))

@@ -19,14 +19,15 @@ PAD_MULTIPLE = 16
 
 
 def pad_collate(features: Features, pad_id: int, padded: dict[str, int] | None = None) -> Batch:
-    """Pad `input_ids` (and the sequence keys in `padded`, with their fill values) to the longest in
-    the batch; stack every other key as a tensor.
+    """Pad `input_ids` (and each sequence key in `padded`, with its fill value) to the longest of that
+    key in the batch (an encoder-decoder's answers are not as long as its prompts); stack every other
+    key as a tensor.
 
     The width is rounded up to a multiple of PAD_MULTIPLE: a few pad tokens cost less than the
     oneDNN/cuBLAS kernel set-up for every distinct sequence length (measured ~6% faster per epoch
     on the zh sentiment bench).
     """
-    width = -(-max(len(f["input_ids"]) for f in features) // PAD_MULTIPLE) * PAD_MULTIPLE
+    width = _width(features, "input_ids")
     ids = torch.full((len(features), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(features), width), dtype=torch.long)
     for row, f in enumerate(features):
@@ -35,10 +36,14 @@ def pad_collate(features: Features, pad_id: int, padded: dict[str, int] | None =
         mask[row, :n] = 1
     batch = {"input_ids": ids, "attention_mask": mask}
     for key, fill in (padded or {}).items():
-        batch[key] = torch.full((len(features), width), fill, dtype=torch.long)
+        batch[key] = torch.full((len(features), _width(features, key)), fill, dtype=torch.long)
         for row, f in enumerate(features):
             batch[key][row, : len(f[key])] = torch.as_tensor(f[key])
     for key in features[0]:
         if key != "input_ids" and key not in batch:
             batch[key] = torch.as_tensor(np.asarray([f[key] for f in features]))
     return batch
+
+
+def _width(features: Features, key: str) -> int:
+    return -(-max(len(f[key]) for f in features) // PAD_MULTIPLE) * PAD_MULTIPLE

@@ -308,7 +308,8 @@ class Classification:
         from lmforge.evaluate.baseline import tfidf_probs
 
         probs = tfidf_probs(train.texts, self.targets(train), split.texts, self.cfg.train.seed)
-        return self._report({"probs": probs}, split)
+        metrics, errors = self._report({"probs": probs}, split)
+        return {"method": "TF-IDF + LR", **metrics}, errors
 
     def _report(self, outputs: Outputs, split: Split, limit: int = 50) -> tuple[Metrics, Examples]:
         """Full metrics, and the most confident wrong predictions (where a person learns most)."""

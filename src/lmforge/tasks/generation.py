@@ -1,7 +1,11 @@
-"""Generative QA / instruction following: supervised fine-tuning of a causal LM on conversations.
+"""Generative QA, instruction following and translation: supervised fine-tuning on conversations.
 
-Loss is taken on assistant tokens only (the prompt is labelled -100), and each assistant turn's
+The model is a causal LM (decoder) or an encoder-decoder (Marian, T5, NLLB; see `tasks.seq2seq`),
+as the checkpoint's config says. Loss is taken on assistant tokens only (a decoder's prompt is
+labelled -100; an encoder-decoder's prompt is only ever encoder input), and each assistant turn's
 end-of-turn/EOS token is among its labels even when pad == eos, so the model learns to stop.
+Translation data (source/target columns, or two aligned text files) becomes single-turn
+conversations through `generation.translation_prompt`.
 Packing is off: length-grouped batches already leave little padding (see the spine's bench), and
 packing without cross-example attention needs variable-length attention kernels that SDPA on CPU
 does not provide.
@@ -16,16 +20,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lmforge.config import Config
+from lmforge.config import Config, GenerationConfig
 from lmforge.data.conversations import detect_format, to_conversations
 from lmforge.data.readers import Row
 from lmforge.data.source import read_data
+from lmforge.data.translation import TranslationPrompt
 from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.models.causal import generation_auto_class
 from lmforge.models.lm_head import token_losses
 from lmforge.registry import register_task
 from lmforge.runtime.collate import Batch, Feature, Features, pad_collate
+from lmforge.tasks import seq2seq
 from lmforge.tasks.contracts import Conversation, Data, Examples, Metrics, Model, Outputs
 
 if TYPE_CHECKING:
@@ -37,6 +44,8 @@ if TYPE_CHECKING:
 # and columns that hold bare questions, for `lmforge generate`.
 ANSWER_COLUMNS = {"answer", "output", "response", "completion", "messages", "conversations"}
 QUESTION_COLUMNS = ("question", "text", "prompt", "instruction", "query")
+# Keys that only shape translation prompts, refused by name for other data.
+TRANSLATION_KEYS = ("translation_prompt", "src_lang", "tgt_lang")
 
 
 @dataclass
@@ -53,13 +62,14 @@ def build(cfg: Config) -> "Generation":
 
 class Generation:
     name = "generation"
-    auto_class = "AutoModelForCausalLM"
     default_metric = "loss"
     config_groups = ("generation", "lora")
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        self.auto_class = generation_auto_class(cfg.model)
         self.pad_id = 0
+        self.start_id: int | None = None  # the decoder start token of an encoder-decoder; None for a decoder
 
     # ---- data -------------------------------------------------------------------------------
     def load_data(self) -> Data[Split]:
@@ -87,7 +97,8 @@ class Generation:
     def _split(self, path: str, rows: list[Row]) -> Split:
         g = self.cfg.generation
         fmt = detect_format(rows, g.question_column, g.answer_column)
-        pairs = to_conversations(rows, fmt, g.question_column, g.answer_column)
+        _check_translation_keys(g, fmt)
+        pairs = to_conversations(rows, fmt, g.question_column, g.answer_column, TranslationPrompt.from_config(g))
         system = [{"role": "system", "content": g.system}] if g.system else []
         conversations = [c if c[0]["role"] == "system" or not system else system + c for _, c in pairs]
         logger.info(f"{path}: {len(pairs)} conversations ({fmt} format)")
@@ -114,18 +125,26 @@ class Generation:
 
     # ---- model ------------------------------------------------------------------------------
     def build_model(self, data: Data[Split]) -> tuple[Model, PreTrainedTokenizerBase]:
-        from lmforge.models.causal import build_causal_lm
+        from lmforge.models.causal import build_lm
 
-        return build_causal_lm(self.cfg)
+        return build_lm(self.cfg)
 
     def bind(self, model: Model, tokenizer: PreTrainedTokenizerBase) -> None:
-        from lmforge.decoding import ensure_template
+        from lmforge.decoding import SOURCE_TEMPLATE, ensure_template, is_seq2seq
 
-        ensure_template(tokenizer, self.cfg.generation.template)  # plain HF folders may lack one
+        template = self.cfg.generation.template
+        if is_seq2seq(model):
+            if template != GenerationConfig().template:
+                raise LmforgeError(f"generation.template={template} applies to decoder models: an encoder-decoder "
+                                   f"reads the prompt text itself")
+            template, self.start_id = SOURCE_TEMPLATE, seq2seq.start_token(model)
+        ensure_template(tokenizer, template)  # plain HF folders may lack one
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def encode(self, split: Split, tokenizer: PreTrainedTokenizerBase) -> Features:
         """input_ids with labels on assistant tokens; rows that lose answer tokens are counted."""
+        if self.start_id is not None:
+            return self._encode_pairs(split, tokenizer, self.start_id)
         features, lost, cut = [], 0, 0
         for conversation in split.conversations:
             ids, labels = encode_conversation(tokenizer, conversation)
@@ -142,9 +161,24 @@ class Generation:
                            f"whose whole answer would be cut, and shortens the answer of {cut} more")
         return features
 
+    def _encode_pairs(self, split: Split, tokenizer: PreTrainedTokenizerBase, start_id: int) -> Features:
+        """An encoder-decoder's features: prompt and answer are separate sequences, each cut to
+        model.max_length (the examples cut are counted in one warning)."""
+        limit, features, cut = self.cfg.model.max_length, [], 0
+        for conversation, location in zip(split.conversations, split.locations, strict=True):
+            feature = seq2seq.encode_pair(tokenizer, conversation, start_id, location)
+            if max(len(feature["input_ids"]), len(feature["labels"])) > limit:
+                cut += 1
+                feature = seq2seq.truncate(feature, limit)
+            features.append(feature)
+        if cut:
+            logger.warning(f"{split.source}: model.max_length={limit} shortens the prompt or answer of {cut} examples")
+        return features
+
     # ---- loop hooks -------------------------------------------------------------------------
     def collate(self, features: Features) -> Batch:
-        return pad_collate(features, self.pad_id, padded={"labels": -100})
+        padded = {"labels": -100} if self.start_id is None else {"labels": -100, "decoder_input_ids": self.pad_id}
+        return pad_collate(features, self.pad_id, padded=padded)
 
     def count(self, feature: Feature) -> float:
         return int(feature["n_targets"])
@@ -158,12 +192,18 @@ class Generation:
     def forward(self, model: Model, batch: Batch) -> Outputs:
         losses = self._token_losses(model, batch)
         return {"nll": losses.sum(1).detach().cpu().numpy(),
-                "tokens": (batch["labels"][:, 1:] != -100).sum(1).cpu().numpy()}
+                "tokens": (self._targets(batch) != -100).sum(1).cpu().numpy()}
 
     def _token_losses(self, model: Model, batch: Batch) -> torch.Tensor:
         """Next-token cross-entropy at labelled positions, (batch, most labels in a row); 0 in the padding."""
-        return token_losses(model, batch["labels"][:, 1:], input_ids=batch["input_ids"],
+        if self.start_id is not None:
+            return seq2seq.seq2seq_token_losses(model, batch)
+        return token_losses(model, self._targets(batch), input_ids=batch["input_ids"],
                             attention_mask=batch["attention_mask"])
+
+    def _targets(self, batch: Batch) -> torch.Tensor:
+        """Labels aligned with the model's outputs: a decoder's output at t predicts token t + 1."""
+        return batch["labels"] if self.start_id is not None else batch["labels"][:, 1:]
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
         loss = float(outputs["nll"].sum() / max(outputs["tokens"].sum(), 1))
@@ -173,17 +213,51 @@ class Generation:
     def report(self, loaded: Loaded, split: Split) -> tuple[Metrics, Examples]:
         """Perplexity on the reference answers, then generated answers scored against them."""
         from lmforge.decoding import generate
-        from lmforge.evaluate.generation_metrics import generation_metrics, token_f1
 
         metrics: Metrics = self.score(loaded.outputs(split), [])
-        prompts = [c[:-1] for c in split.conversations]
-        references = [c[-1]["content"] for c in split.conversations]
-        predictions = generate(loaded.model, loaded.tokenizer, prompts, self.cfg.generation, loaded.device,
-                               loaded.precision, batch_size=loaded.batch_size)
-        metrics.update(generation_metrics(predictions, references))
-        examples: Examples = [{"text": p[-1]["content"], "label": ref, "pred": pred, "confidence": token_f1(pred, ref)}
-                    for p, ref, pred in zip(prompts, references, predictions)]
-        return metrics, sorted(examples, key=lambda e: e["confidence"])[:50]
+        predictions = generate(loaded.model, loaded.tokenizer, [c[:-1] for c in split.conversations],
+                               self.cfg.generation, loaded.device, loaded.precision, batch_size=loaded.batch_size)
+        scored, examples = _scored(split, predictions)
+        return {**metrics, **scored}, examples
+
+    def baseline(self, train: Split, split: Split) -> tuple[Metrics, Examples]:
+        """The answer of the most similar training prompt (char 1-3-gram TF-IDF, cosine).
+
+        For translation this is translation memory, the non-neural bar an MT system must clear on
+        in-domain text: it gets repeated and near-repeated sentences right, and copying the source
+        instead would score ~0 across scripts (zh -> en). For Q&A it is FAQ retrieval."""
+        from lmforge.evaluate.baseline import nearest_answers
+
+        predictions = nearest_answers([_asked(c) for c in train.conversations],
+                                      [c[-1]["content"] for c in train.conversations],
+                                      [_asked(c) for c in split.conversations])
+        scored, examples = _scored(split, predictions)
+        return {"method": "answer of the nearest training prompt, char 1-3-gram TF-IDF", **scored}, examples
+
+
+def _asked(conversation: Conversation) -> str:
+    """The last user turn: what an answer responds to."""
+    return next(m["content"] for m in reversed(conversation) if m["role"] == "user")
+
+
+def _scored(split: Split, predictions: list[str], limit: int = 50) -> tuple[Metrics, Examples]:
+    """Metrics of `predictions` against the split's last answers, and the `limit` worst by sentence
+    chrF++, prompt, reference and hypothesis side by side."""
+    from lmforge.evaluate.generation_metrics import chrf, generation_metrics
+
+    references = [c[-1]["content"] for c in split.conversations]
+    examples: Examples = [{"source": _asked(c), "reference": ref, "hypothesis": pred, "score": chrf([pred], [ref])}
+                          for c, ref, pred in zip(split.conversations, references, predictions)]
+    return generation_metrics(predictions, references), sorted(examples, key=lambda e: e["score"])[:limit]
+
+
+def _check_translation_keys(cfg: GenerationConfig, fmt: str) -> None:
+    """Refuse translation settings on data that is not translation data: they would do nothing."""
+    default = GenerationConfig()
+    changed = [key for key in TRANSLATION_KEYS if getattr(cfg, key) != getattr(default, key)]
+    if changed and fmt != "translation":
+        raise LmforgeError(f"generation.{changed[0]} applies to translation data (source/target columns or "
+                           f"SOURCE,TARGET text files), not to this {fmt} data")
 
 
 def encode_conversation(tokenizer: PreTrainedTokenizerBase, conversation: Conversation) -> tuple[list[int], list[int]]:
