@@ -33,6 +33,7 @@ $(STAMP): pyproject.toml Makefile
 # training texts) cleaned, a tokenizer trained, the `mini` encoder pretrained (300 steps) and fine-tuned,
 # the same preset from random weights, and the TF-IDF bars — one table at the end.
 demo: install
+	$(PY) examples/prepare_me5.py
 	$(PY) examples/prepare_zh_sentiment.py
 	$(PY) examples/prepare_zh_corpus.py --task-texts data/zh_sentiment/train.csv
 	$(LMFORGE) corpus build data/raw_zh --out data/corpus_zh --dedup minhash --min-chars 10 --overwrite
@@ -72,4 +73,4 @@ bench: install
 	$(PY) bench/pretrain_vs_hf.py
 
 clean:
-	rm -rf runs data assets
+	rm -rf runs data assets $(STAMP)
