@@ -138,7 +138,7 @@ def test_report_highlights_gold_and_predicted_spans(tmp_path):
                "label": "", "pred": "", "confidence": None}
     write_report(tmp_path / "r.html", title="t", metrics={"f1_micro": 0.5}, errors=[example])
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert '<mark title="PER">江泽民<sub>PER</sub></mark>' in page and "<sub>ORG</sub>" in page
+    assert '<mark class="entity" title="PER">江泽民<sub>PER</sub></mark>' in page and "<sub>ORG</sub>" in page
     assert "&lt;b&gt;" in page
 
 

@@ -13,11 +13,16 @@ function initial(field) {
 
 function input(field) {
   const id = `f-${field.key}`;
+  // A text input drops newlines, so a multi-line default (a prompt template) gets a text area:
+  // otherwise the form would send a changed value the user never typed.
+  const multiline = typeof field.default === "string" && field.default.includes("\n");
   const control = field.type === "bool"
     ? el("input", { type: "checkbox", id, name: field.key, checked: field.default })
-    : el("input", { type: "text", id, name: field.key, value: initial(field),
-      list: DATA_KEYS.has(field.key) ? "data-files" : undefined,
-      inputmode: field.type === "int" || field.type === "float" ? "decimal" : undefined });
+    : multiline
+      ? el("textarea", { id, name: field.key, rows: 3 }, initial(field))
+      : el("input", { type: "text", id, name: field.key, value: initial(field),
+        list: DATA_KEYS.has(field.key) ? "data-files" : undefined,
+        inputmode: field.type === "int" || field.type === "float" ? "decimal" : undefined });
   return el("div", { class: "field", "data-key": field.key },
     el("label", { for: id }, field.key), control, el("small", {}, field.doc), el("span", { class: "field-error" }));
 }
