@@ -14,13 +14,13 @@ Usage: python bench/finetune_vs_trainer.py [--train-rows 4000] [--epochs 1] [--p
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from variants import in_own_process, report
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("lmforge", "trainer-default", "trainer-best")
@@ -108,17 +108,9 @@ def main() -> None:
         from lmforge import log
 
         log.setup()
-        print("RESULT " + json.dumps(run_variant(args.variant, args)))
+        report(run_variant(args.variant, args))
         return
-    results = []
-    for name in VARIANTS:
-        cmd = [sys.executable, __file__, "--variant", name, *sys.argv[1:]]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-        results.append(json.loads(line[7:]))
-        print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
+    results = [in_own_process(__file__, name, sys.argv[1:]) for name in VARIANTS]
     _print_table(results, args)
 
 

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from variants import in_own_process, report
+
+from lmforge.runtime.device import describe_box
 
 ROOT = Path(__file__).resolve().parents[1]
 ME5 = ROOT / "assets/me5-small"
@@ -63,16 +63,6 @@ def _slice(src: Path, dst: Path, rows: int) -> Path:
     return dst
 
 
-def box() -> str:
-    """CPU model, cores, and whether it has fast bf16 (avx512_bf16 / AMX): it decides the precision."""
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = re.search(r"Model name:\s*(.+)", text)
-    flags = set(re.search(r"Flags:\s*(.+)", text).group(1).split()) if "Flags:" in text else set()
-    fast = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags] or ["none"]
-    return (f"{model.group(1).strip() if model else platform.processor()}, {os.cpu_count()} cores; "
-            f"fast-bf16 flags: {', '.join(fast)}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -82,18 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.variant:
         with tempfile.TemporaryDirectory(prefix="bench-me5-") as work:
-            print("RESULT " + json.dumps(run_variant(args.variant, args, Path(work))))
+            report(run_variant(args.variant, args, Path(work)))
         return
-    results = []
-    for name in VARIANTS:
-        done = subprocess.run([sys.executable, __file__, "--variant", name, *sys.argv[1:]], capture_output=True,
-                              text=True)
-        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-        results.append(json.loads(line[7:]))
-        print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
-    print(f"\nbox: {box()}")
+    results = [in_own_process(__file__, name, sys.argv[1:]) for name in VARIANTS]
+    print(f"\nbox: {describe_box()}")
     print(f"me5-small fine-tune on zh sentiment, batch 32, max length 128, {args.steps} steps, lr {args.lr}"
           f"{', scored on the full test split' if args.test else ''}\n")
     print("| variant           | embedding rows | s/step | peak RSS MB | macro-F1 | accuracy |")

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from variants import in_own_process, report
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data/corpus_zh"
 TOKENIZERS = {"mlm": (ROOT / "runs/pretrain/tok_zh", "wordpiece"), "clm": (ROOT / "runs/pretrain/tok_zh_bpe", "bpe")}
@@ -139,7 +141,7 @@ def main() -> None:
         from lmforge import log
 
         log.setup()
-        print("RESULT " + json.dumps(run_variant(args.variant, args)))
+        report(run_variant(args.variant, args))
         return
     prepare()
     import torch
@@ -152,13 +154,7 @@ def main() -> None:
     for objective in args.objectives.split(","):
         for tool in ("lmforge", "hf"):
             name = f"{tool}-{objective}"
-            done = subprocess.run([sys.executable, __file__, "--variant", name, *sys.argv[1:]], capture_output=True,
-                                  text=True)
-            line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-            if line is None:
-                sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-            results.append(json.loads(line[7:]))
-            print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
+            results.append(in_own_process(__file__, name, sys.argv[1:]))
     _print_table(results, args, peak)
 
 

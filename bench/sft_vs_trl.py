@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from variants import in_own_process, report
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("lmforge", "lmforge_checkpointing", "trl", "trl_no_checkpointing")
@@ -94,19 +95,10 @@ def main() -> None:
                "trl_no_checkpointing": lambda *a: run_trl(*a, checkpointing=False)}[args.variant]
         seconds, samples, tokens, loss = run(_rows(args.rows), Path(tempfile.mkdtemp()), str(model_folder()))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print("RESULT " + json.dumps({"variant": args.variant, "seconds": seconds, "samples_per_s": samples / seconds,
-                                      "tokens": tokens, "tokens_per_s": tokens / seconds, "last_loss": loss,
-                                      "peak_rss_mb": rss}))
+        report({"variant": args.variant, "seconds": seconds, "samples_per_s": samples / seconds, "tokens": tokens,
+                "tokens_per_s": tokens / seconds, "last_loss": loss, "peak_rss_mb": rss})
         return
-    results = []
-    for name in args.variants:
-        done = subprocess.run([sys.executable, __file__, "--variant", name, "--rows", str(args.rows)],
-                              capture_output=True, text=True)
-        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-        results.append(json.loads(line[7:]))
-        print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
+    results = [in_own_process(__file__, name, ["--rows", str(args.rows)]) for name in args.variants]
     print(f"\nSFT, SmolLM2-135M LoRA r=16, {args.rows} chatterbot pairs, 1 epoch, batch 16, max_length 128\n")
     print("| variant | seconds | samples/s | tokens | tokens/s | last train loss | peak RSS MB |\n"
           "|---|---|---|---|---|---|---|")
