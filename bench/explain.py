@@ -4,9 +4,9 @@ ranking's), seconds per text, and integrated gradients on one 128-token text.
 Targets (issue 13): the chosen method's comprehensiveness >= 2x random, its sufficiency below random;
 a 128-token text explained by integrated gradients in < 1 s on 2 cores.
 
-Usage (under the heavy lock; needs data/zh_sentiment from examples/prepare_zh_sentiment.py and a model
+Usage (under the bench lock; needs data/zh_sentiment from examples/prepare_zh_sentiment.py and a model
 from `lmforge finetune configs/classify/zh_sentiment.yaml`):
-    flock /tmp/lmforge-heavy.lock .venv/bin/python bench/explain.py [--model runs/zh_sentiment/best]
+    flock /tmp/lmforge-bench.lock .venv/bin/python bench/explain.py [--model runs/zh_sentiment/best]
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import platform
 import statistics
-import subprocess
 import time
 
 import numpy as np
@@ -24,18 +22,7 @@ import torch
 
 from lmforge.explain import METHODS, Budget, Scorer, explain
 from lmforge.inference import load
-
-BOX_KEYS = ("Model name", "CPU(s)", "Thread(s) per core", "L3 cache")
-
-
-def box() -> str:
-    """The machine, as lscpu names it, and whether it has fast bf16."""
-    lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    picked = [" ".join(line.split()) for line in lines if line.split(":")[0].strip() in BOX_KEYS]
-    flags = open("/proc/cpuinfo").read()
-    bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
-    return (f"{'; '.join(picked)}; fast bf16: {'yes' if bf16 else 'no'}; torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads); python {platform.python_version()}")
+from lmforge.runtime.device import describe_box
 
 
 def sample(scorer: Scorer, path: str, n: int, budget: Budget) -> list[str]:
@@ -98,7 +85,7 @@ def main() -> None:
     loaded = load(args.model)
     scorer = loaded.scorer("explain")
     budget = Budget()
-    print(f"box: {box()}")
+    print(f"box: {describe_box()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"model: {args.model} ({loaded.precision}); budget: {budget}")
     texts = sample(scorer, args.data, args.texts, budget)
     rows = {name: method_row(scorer, texts, name, budget) for name in METHODS}

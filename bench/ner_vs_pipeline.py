@@ -6,7 +6,7 @@ trains with); both return character offsets. Each variant runs once to warm up, 
 over every text; the entity spans of both are compared so the speed-up is not bought with
 different answers.
 
-Usage: flock /tmp/lmforge-heavy.lock python bench/ner_vs_pipeline.py MODEL_FOLDER TEXTS.jsonl [--n 1000]
+Usage: flock /tmp/lmforge-bench.lock python bench/ner_vs_pipeline.py MODEL_FOLDER TEXTS.jsonl [--n 1000]
 (e.g. runs/zh_ner/best and data/zh_ner/test.jsonl from configs/ner/zh_people_daily.yaml)
 """
 
