@@ -12,7 +12,7 @@ from lmforge.privacy.dp import DPTraining, build_dp
 from lmforge.run import fit_prepared, prepare
 from lmforge.tasks import build_task
 from lmforge.train.batching import poisson_epoch
-from lmforge.train.strategy import freeze_embeddings
+from lmforge.train.freeze import freeze_embeddings
 
 CLASSIFIER = build_task("classification", config.Config())  # a task with per-example losses
 # 216 training rows after the validation hold-out; 16 per batch -> 14 steps per epoch

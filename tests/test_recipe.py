@@ -20,11 +20,14 @@ def _bert(vocab: int, hidden: int, layers: int) -> BertForSequenceClassification
     (["model.preset=tiny"], 5e-4),                 # random weights
     (["model.path=some/folder"], 1e-4),            # a small pretrained body
     (["model.path=some/folder", "method=lora"], 5e-4),
+    (["model.path=some/folder", "train.freeze_layers=1"], 1e-3),  # every layer frozen: only the head trains
 ])
 def test_learning_rate_follows_what_is_trained(overrides, expected_lr):
     cfg = config.load(None, overrides)
     resolved = recipe.resolve(cfg, _bert(1000, 32, 1), 800)
     assert resolved.train.lr == expected_lr
+    top_layers_only = config.load(None, ["model.path=some/folder", "train.freeze_layers=1"])
+    assert recipe.resolve(top_layers_only, _bert(1000, 32, 2), 800).train.lr == 1e-4
 
 
 def test_a_large_body_gets_the_lower_rate_and_the_embedding_table_does_not_count():
@@ -94,3 +97,27 @@ def test_frozen_embeddings_stay_unchanged_while_the_rest_trains(tiny_cfg):
     fit_prepared(prepared)
     assert torch.equal(prepared.model.get_input_embeddings().weight, table)
     assert any(not torch.equal(p, body[k]) for k, p in prepared.model.named_parameters() if k in body)
+
+
+def test_frozen_bottom_layers_get_no_gradient_and_the_top_trains(tiny_cfg):
+    """train.freeze_layers=1 on a 2-layer model: embeddings and layer 0 unchanged after training and
+    without gradients (so backward stops above them); layer 1, pooler and head move."""
+    from lmforge.run import fit_prepared, prepare
+
+    prepared = prepare(tiny_cfg("train.freeze_layers=1", "train.max_steps=2", "train.lr=1e-2"))
+    before = {k: v.detach().clone() for k, v in prepared.model.named_parameters()}
+    fit_prepared(prepared)
+    after = dict(prepared.model.named_parameters())
+    frozen = [k for k in before if ".embeddings." in k or ".layer.0." in k]
+    moved = [k for k in before if ".layer.1." in k or "classifier" in k]
+    assert frozen and moved
+    assert all(torch.equal(after[k], before[k]) and after[k].grad is None for k in frozen)
+    assert all(not torch.equal(after[k], before[k]) for k in moved if k.endswith("weight"))
+
+
+def test_freezing_more_layers_than_the_model_has_names_the_key(tiny_cfg):
+    from lmforge.errors import LmforgeError
+    from lmforge.run import fit_prepared, prepare
+
+    with pytest.raises(LmforgeError, match="train.freeze_layers=3: the model has only 2"):
+        fit_prepared(prepare(tiny_cfg("train.freeze_layers=3", "train.max_steps=1")))

@@ -70,6 +70,9 @@ class TrainConfig:
     freeze_embeddings: bool = opt(False, "keep the token-embedding table frozen (a large-vocabulary model trains "
                                   "much faster; under DP-SGD fewer parameters are noised, and a decoder whose "
                                   "embeddings are tied to its head needs it)")
+    freeze_layers: int = opt(0, "freeze the embeddings and the bottom N transformer layers (partial fine-tuning: "
+                             "no backward pass below layer N, so a CPU step costs less; all layers: only the "
+                             "head trains)", low=0)
     lr: float = opt(0.0, "peak learning rate of AdamW (0: auto from what is trained: 5e-4 LoRA or random "
                    "weights, 1e-4 pretrained with < 60M non-embedding parameters, else 5e-5)", low=0)
     weight_decay: float = opt(0.01, "AdamW weight decay (not applied to biases and norms)", low=0)

@@ -32,6 +32,7 @@ from lmforge.runtime.device import pick_device, resolve_precision
 from lmforge.tasks import build_task
 from lmforge.tasks.contracts import Baselined, Data, Examples, Explains, Model, Task
 from lmforge.train import recipe
+from lmforge.train.freeze import freeze_bottom_layers, freeze_embeddings
 from lmforge.train.loop import FitResult, Watch, fit
 
 if TYPE_CHECKING:
@@ -62,13 +63,14 @@ class Prepared:
 def prepare(cfg: Config, task: Task[Any] | None = None) -> Prepared:
     """Build the task (or take `task`, built from `cfg` by the caller: distillation trains a
     classifier through its own task), refuse keys it does not read, validate the data, check
-    output_dir, build and bind the model, and encode the training and validation splits."""
+    output_dir, build and bind the model, freeze what the config freezes, and encode the training and validation splits."""
     task = task or build_task(cfg.task, cfg)
     check_applies(cfg, task)
     data = task.load_data()  # every data error surfaces here, before output_dir is touched
     check_output_dir(cfg)
     model, tokenizer = task.build_model(data)
     task.bind(model, tokenizer)
+    freeze(cfg, model)
     train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
     cfg = recipe.resolve(cfg, model, len(train))
     precision = resolve_precision(cfg.train.precision, pick_device())
@@ -89,6 +91,17 @@ def train(cfg: Config, resume: bool = False) -> tuple[Prepared, FitResult]:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=True))
     prepared = prepare(cfg)
     return prepared, fit_prepared(prepared)
+
+
+def freeze(cfg: Config, model: Model) -> None:
+    """`train.freeze_embeddings` / `train.freeze_layers`, before the loop builds its optimizer (frozen
+    parameters get no optimizer state) and before anything is written (too many layers is refused)."""
+    if cfg.train.freeze_embeddings:
+        logger.info(f"train.freeze_embeddings: {freeze_embeddings(model):,} embedding parameters frozen")
+    if cfg.train.freeze_layers:
+        frozen = freeze_bottom_layers(model, cfg.train.freeze_layers)
+        logger.info(f"train.freeze_layers: embeddings and the bottom {cfg.train.freeze_layers} layers frozen "
+                    f"({frozen:,} parameters)")
 
 
 def check_applies(cfg: Config, task: Task[Any]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from lmforge.errors import LmforgeError
-from lmforge.models.student import layer_stack
+from lmforge.models.layers import layer_stack
 from lmforge.tasks.contracts import Features, Model, Trainable
 from lmforge.train.batching import plan_epoch
 

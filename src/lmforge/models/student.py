@@ -15,6 +15,7 @@ import torch
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.models.layers import layer_stack
 
 
 def build_student(cfg: Config, label_names: list[str], texts: list[str]) -> tuple[Any, Any]:
@@ -67,12 +68,3 @@ def keep_layers(model: Any, keep: list[int]) -> None:
     model.config.num_hidden_layers = len(keep)
     if isinstance(getattr(model.config, "layer_types", None), list):
         model.config.layer_types = [model.config.layer_types[i] for i in keep]
-
-
-def layer_stack(model: Any) -> tuple[str, torch.nn.ModuleList]:
-    """The ModuleList holding one entry per transformer layer (encoder.layer, model.layers, h, ...)."""
-    total = model.config.num_hidden_layers
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == total:
-            return name, module
-    raise LmforgeError(f"cannot find the {total} transformer layers of {type(model).__name__} to keep some of them")

@@ -29,7 +29,7 @@ from lmforge.tasks.contracts import CountsFlops, Model, Trainable
 from lmforge.train.batching import micro_batches
 from lmforge.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint, save_model_folder
 from lmforge.train.optim import build_optimizer, build_scheduler
-from lmforge.train.strategy import build_strategy, freeze_embeddings
+from lmforge.train.strategy import build_strategy
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -109,8 +109,6 @@ class _Run:
 
     def go(self, model: Model) -> FitResult:
         # Before the optimizer is built: frozen parameters get no optimizer state.
-        if self.t.freeze_embeddings:
-            logger.info(f"train.freeze_embeddings: {freeze_embeddings(model):,} embedding parameters frozen")
         self.strategy.prepare(model)
         if self.t.gradient_checkpointing:
             checkpoint_activations(model)

@@ -6,8 +6,9 @@ optimizer steps and a MiniLM never leaves the majority classes; LoRA adapters wa
 and a model from random weights more still. The rules below are the usual practice, measured on
 the shipped data (README "Defaults that train"):
 
-- learning rate by what is trained: LoRA adapters 5e-4; a model from random weights 5e-4; a
-  pretrained model fine-tuned in full 1e-4 when its body (parameters outside the embedding table)
+- learning rate by what is trained: LoRA adapters 5e-4; a model from random weights 5e-4; only a
+  head on a frozen body (`train.freeze_layers` = every layer) 1e-3; a pretrained model fine-tuned
+  in full (or its top layers) 1e-4 when its body (parameters outside the embedding table)
   is small (< 60M: MiniLM, multilingual-e5-small), else 5e-5;
 - batch size scaled to tiny data (8 below 500 examples, 16 below 2,000, else 32), so small sets
   still get many updates;
@@ -29,18 +30,20 @@ from lmforge.tasks.contracts import Model
 STEP_FLOOR = 600  # optimizer steps a small dataset gets at least (measured: README)
 MAX_EPOCHS = 30
 SMALL_BODY = 60_000_000  # parameters outside the embedding table
-LR = {"lora": 5e-4, "scratch": 5e-4, "small pretrained": 1e-4, "pretrained": 5e-5}
-WHY = {"lora": "LoRA adapters", "scratch": "a model from random weights",
+LR = {"lora": 5e-4, "scratch": 5e-4, "head": 1e-3, "small pretrained": 1e-4, "pretrained": 5e-5}
+WHY = {"lora": "LoRA adapters", "scratch": "a model from random weights", "head": "a head on a frozen body",
        "small pretrained": "full fine-tune of a small pretrained model",
        "pretrained": "full fine-tune of a pretrained model"}
 
 
 def what_is_trained(cfg: Config, model: Model) -> str:
-    """'lora' | 'scratch' | 'small pretrained' | 'pretrained' — what the learning rate depends on."""
+    """'lora' | 'scratch' | 'head' | 'small pretrained' | 'pretrained' — what the learning rate depends on."""
     if cfg.method == "lora":
         return "lora"
     if not cfg.model.path:
         return "scratch"
+    if cfg.train.freeze_layers and cfg.train.freeze_layers >= model.config.num_hidden_layers:
+        return "head"
     return "small pretrained" if body_parameters(model) < SMALL_BODY else "pretrained"
 
 

@@ -110,17 +110,3 @@ def build_strategy(cfg: Config, task: Trainable, acc: Accelerator, n_train: int,
 
     dp = build_dp(cfg, task, n_train, steps, acc.num_processes)
     return dp if dp is not None else Plain(cfg, acc)
-
-
-def freeze_embeddings(model: torch.nn.Module) -> int:
-    """Freeze the token-embedding table (`train.freeze_embeddings`); returns the parameters frozen.
-
-    The table of a large-vocabulary model is most of its weights (96M of multilingual-e5-small's
-    118M) and the optimizer update of those rows dominates a CPU step; a small fine-tuning set
-    touches few rows anyway. Under DP-SGD fewer trainable parameters also means less noise, and a
-    decoder whose embeddings are tied to its head can only be DP-trained with them frozen.
-    """
-    table = model.get_input_embeddings()
-    trainable = [p for p in table.parameters() if p.requires_grad]
-    table.requires_grad_(False)
-    return sum(p.numel() for p in trainable)
