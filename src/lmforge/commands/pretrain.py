@@ -15,6 +15,7 @@ from lmforge.config import Config
 from lmforge.evaluate.report import write_report
 from lmforge.log import logger
 from lmforge.run import train
+from lmforge.tasks.pretrain import collapse_warning
 
 
 def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
@@ -32,7 +33,10 @@ def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
     save_model_folder(out / "final", prepared.model, prepared.tokenizer, cfg)
     metrics = _summary(cfg, result, len(prepared.train))
     write_json(out / "metrics.json", metrics)
-    notes = [f"{cfg.objective} pretraining of {'preset ' + cfg.model.preset if cfg.model.preset else cfg.model.path}: "
+    for warning in metrics["warnings"]:
+        logger.warning(f"pretrain: {warning}")
+    model = f"preset {cfg.model.preset}" if cfg.model.preset else cfg.model.path
+    notes = [*metrics["warnings"], f"{cfg.objective} pretraining of {model}: "
              f"stopped ({result.stopped}) after {result.steps} steps, {metrics['tokens_trained']} tokens",
              f"validation: {prepared.data.validation.source}"]
     write_report(out / "report.html", title=f"pretrain: {out.name}", metrics=metrics, history=result.history,
@@ -49,6 +53,8 @@ def _summary(cfg: Config, result: Any, n_blocks: int) -> dict[str, Any]:
         "objective": cfg.objective,
         "loss": evals[-1]["eval_loss"],
         "perplexity": evals[-1]["eval_perplexity"],
+        "token_similarity": evals[-1]["eval_token_similarity"],
+        "warnings": [w for w in [collapse_warning(evals[-1]["eval_token_similarity"])] if w],
         "best_loss": result.best_metric,
         "steps": result.steps,
         "stopped": result.stopped,

@@ -23,7 +23,7 @@ def token_losses(model: Any, labels: torch.Tensor, **inputs: torch.Tensor) -> to
     prediction). Returns (batch, most labels in a row): each row's losses in position order, then 0.
     """
     positions, target = labelled_positions(labels)
-    head = _output_layer(model)
+    head = output_layer(model)
     hook = head.register_forward_pre_hook(lambda _, args: (_gather(args[0], positions), *args[1:]))
     try:
         logits = model(**inputs).logits
@@ -45,7 +45,7 @@ def _gather(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
-def _output_layer(model: Any) -> torch.nn.Module:
+def output_layer(model: Any) -> torch.nn.Module:
     """The output layer, looking through DDP-style `.module` wrappers (peft forwards the lookup itself)."""
     while not hasattr(model, "get_output_embeddings") and hasattr(model, "module"):
         model = model.module

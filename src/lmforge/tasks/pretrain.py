@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lmforge.config import Config
 from lmforge.data.shards import Blocks, encode_tokens, open_blocks, write_tokens
@@ -22,7 +23,7 @@ from lmforge.data.source import read_corpus
 from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
-from lmforge.models.lm_head import IGNORE, token_losses
+from lmforge.models.lm_head import IGNORE, output_layer, token_losses
 from lmforge.registry import register_task
 from lmforge.runtime.collate import Batch, Feature, Features
 from lmforge.tasks.contracts import Data, Examples, Metrics, Model, Outputs
@@ -203,8 +204,21 @@ class Pretrain:
         return self._losses(model, batch).sum()
 
     def forward(self, model: Model, batch: Batch) -> Outputs:
-        return {"loss_sum": self._losses(model, batch).double().sum(1).cpu().numpy(),
-                "count": (batch["labels"] != IGNORE).sum(1).cpu().numpy()}
+        """Summed loss and label count per block, and the sum of its positions' unit-length
+        representations at the output layer (what `score` measures collapse with)."""
+        directions: list[torch.Tensor] = []
+        head = output_layer(model)
+        # registered before token_losses' own hook, so it sees every position, not only the labelled ones
+        hook = head.register_forward_pre_hook(
+            lambda _, args: directions.append(F.normalize(args[0].float(), dim=-1).sum(1)))
+        try:
+            losses = self._losses(model, batch)
+        finally:
+            hook.remove()
+        return {"loss_sum": losses.double().sum(1).cpu().numpy(),
+                "count": (batch["labels"] != IGNORE).sum(1).cpu().numpy(),
+                "direction_sum": directions[0].double().cpu().numpy(),
+                "positions": np.full(len(batch["input_ids"]), batch["input_ids"].shape[1])}
 
     def _losses(self, model: Model, batch: Batch) -> torch.Tensor:
         """Token losses (fp32) at labelled positions, (batch, most labels in a row), 0-padded."""
@@ -212,12 +226,19 @@ class Pretrain:
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
         loss = float(outputs["loss_sum"].sum() / max(outputs["count"].sum(), 1))
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        similarity = token_similarity(outputs["direction_sum"], int(outputs["positions"].sum()))
+        warning = collapse_warning(similarity)
+        if warning:
+            logger.warning(f"validation: {warning}")
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "token_similarity": similarity}
 
     def report(self, loaded: Loaded, split: TextSplit) -> tuple[Metrics, Examples]:
-        """Loss and perplexity of a loaded model on a corpus; a language model has no errors to list."""
+        """Loss, perplexity and token similarity of a loaded model on a corpus (a warning when its
+        representations collapsed); a language model has no errors to list."""
         outputs = loaded.outputs(split)
-        return {**self.score(outputs, []), "tokens_scored": int(outputs["count"].sum())}, []
+        scored = self.score(outputs, [])
+        warnings = [w for w in [collapse_warning(scored["token_similarity"])] if w]
+        return {**scored, "tokens_scored": int(outputs["count"].sum()), "warnings": warnings}, []
 
     def flops_per_token(self, model: Model) -> float:
         """Training FLOPs per input token (forward + backward), for MFU: 6 x the weights each token
@@ -227,6 +248,27 @@ class Pretrain:
         attention = 12 * c.num_hidden_layers * c.hidden_size * self.cfg.model.max_length
         skipped = (1 - self.p.mlm_probability) * model.get_output_embeddings().weight.numel() if self.mlm else 0
         return 6 * (_linear_params(model) - skipped) + attention
+
+
+COLLAPSED_SIMILARITY = 0.95  # random weights: ~0.35; a healthy pretrained mini: 0.3-0.4; collapsed: > 0.99
+
+
+def token_similarity(direction_sums: np.ndarray, positions: int) -> float:
+    """Mean cosine similarity between the representations of any two positions, from each block's sum of
+    unit vectors: with S their total over n positions, the pairs' cosines sum to |S|^2 - n."""
+    total = direction_sums.sum(0)
+    return float((total @ total - positions) / max(positions * positions - positions, 1))
+
+
+def collapse_warning(similarity: float) -> str:
+    """Said when every position looks the same to the output layer: the model predicts the corpus'
+    token frequencies whatever the input (the 'unigram plateau' a too-short or too-hot run stays on).
+    Fine-tuning such an encoder does worse than random weights, so the run must say so."""
+    if similarity < COLLAPSED_SIMILARITY:
+        return ""
+    return (f"COLLAPSED: every token's representation is nearly the same (mean cosine {similarity:.3f}): the model "
+            "ignores its input and predicts token frequencies; fine-tuned, it will do worse than random weights. "
+            "Train longer, or with a lower train.lr and a longer train.warmup_ratio")
 
 
 class _FixedMasks(Sequence[Feature]):
