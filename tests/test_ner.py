@@ -3,6 +3,7 @@ the commands (finetune/evaluate/predict/baseline), DP-SGD and POST /v1/ner."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -83,6 +84,41 @@ def test_first_subtoken_labelled_the_rest_ignored(ner_data, tmp_path):
     names = [task.label_names[i] if i >= 0 else None for i in feature["labels"]]
     assert names == [None, "B-PER", None, "O", "B-LOC", None, None]
     assert feature["words"] == [-1, 0, -1, 1, 2, -1, -1]
+
+
+def sentencepiece_tokenizer():
+    """A tiny SentencePiece-style (Metaspace + Unigram) tokenizer, as XLM-R's and mT5's are."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁", "北", "京", "▁北京", "▁visited", "▁obama", "s"]
+    core = Tokenizer(models.Unigram([(p, -1.0) for p in pieces], unk_id=3))
+    core.pre_tokenizer = pre_tokenizers.Metaspace()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>")
+
+
+def test_sentencepiece_word_markers_never_carry_a_label(ner_data, tmp_path):
+    """Split into words, a SentencePiece tokenizer writes each Chinese character as ["▁", "北"]: the lone
+    marker is dropped, so the character itself carries the label; a cut keeps the closing token."""
+    from lmforge.data.readers import Row
+    from lmforge.data.tagged import parse_rows
+    from lmforge.run import prepare
+    from lmforge.tasks.ner import Split
+
+    task = prepare(ner_cfg(ner_data, tmp_path / "run")).task
+    tok = sentencepiece_tokenizer()
+    row = Row("x:1", {"tokens": ["obamas", "visited", "北", "京"], "tags": ["B-PER", "O", "B-LOC", "I-LOC"]})
+    split = Split("x", parse_rows([row], "text", True).sentences)
+    feature = task.encode(split, tok)[0]
+    assert tok.convert_ids_to_tokens(feature["input_ids"]) == ["<s>", "▁obama", "s", "▁visited", "北", "京", "</s>"]
+    names = [task.label_names[i] if i >= 0 else None for i in feature["labels"]]
+    assert names == [None, "B-PER", None, "O", "B-LOC", "I-LOC", None]
+    task.cfg = dataclasses.replace(task.cfg, model=dataclasses.replace(task.cfg.model, max_length=5))
+    cut = task.encode(split, tok)[0]
+    assert tok.convert_ids_to_tokens(cut["input_ids"]) == ["<s>", "▁obama", "s", "▁visited", "</s>"]
+    assert cut["words"] == [-1, 0, -1, 1, -1]
 
 
 def test_tiny_model_learns_the_planted_entities(ner_data, tagger, tmp_path):

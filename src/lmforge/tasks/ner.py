@@ -161,13 +161,15 @@ class Ner:
 
     def encode(self, split: Split, tokenizer: PreTrainedTokenizerBase) -> Features:
         """Token ids; per token its word (first sub-token) or -1; labels on first sub-tokens only."""
-        enc = tokenizer(_words(split), is_split_into_words=True, truncation=True, max_length=self.cfg.model.max_length)
+        enc = tokenizer(_words(split), is_split_into_words=True)
+        marker = word_marker(tokenizer)
         index = {name: i for i, name in enumerate(self.label_names)}
         features, cut = [], 0
         for i, sentence in enumerate(split.sentences):
-            heads = first_subtokens(enc.word_ids(i))
+            ids, word_ids = fit_tokens(enc["input_ids"][i], enc.word_ids(i), marker, self.cfg.model.max_length)
+            heads = first_subtokens(word_ids)
             cut += max(heads, default=-1) + 1 < len(sentence.words)
-            feature: Feature = {"input_ids": enc["input_ids"][i], "words": heads,
+            feature: Feature = {"input_ids": ids, "words": heads,
                                 "starts": [a for a, _ in sentence.words], "ends": [b for _, b in sentence.words]}
             if sentence.spans is not None:
                 gold = [index[tag] for tag in self.tags(sentence)]
@@ -270,6 +272,30 @@ class Ner:
                                  "gold_spans": _as_lists(gold), "pred_spans": _as_lists(pred),
                                  "wrong": len(gold ^ pred)})
         return metrics, sorted(examples, key=lambda e: -e["wrong"])[:limit]
+
+
+def word_marker(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The id of a SentencePiece tokenizer's bare word-start piece "▁" (XLM-R, mT5), else None.
+
+    Why: split into words, every Chinese character becomes its own word, and such a tokenizer writes
+    each as ["▁", "江"] — the same content-free "▁" would be every character's first sub-token (the one
+    that carries its label) and the sequence twice as long. Running Chinese text is tokenised into bare
+    character pieces, so dropping a lone "▁" before another piece of the same word gives the model the
+    pieces it was pretrained on."""
+    marker = tokenizer.convert_tokens_to_ids("▁")
+    return marker if isinstance(marker, int) and marker != tokenizer.unk_token_id else None
+
+
+def fit_tokens(ids: list[int], word_ids: list[int | None], marker: int | None,
+               max_length: int) -> tuple[list[int], list[int | None]]:
+    """A sentence's tokens without lone word-start markers (see `word_marker`), cut to `max_length`
+    with its closing special token kept."""
+    keep = [j for j in range(len(ids)) if not (ids[j] == marker and word_ids[j] is not None
+                                               and j + 1 < len(ids) and word_ids[j + 1] == word_ids[j])]
+    if len(keep) > max_length:
+        closing = word_ids[keep[-1]] is None
+        keep = keep[: max_length - 1] + [keep[-1]] if closing else keep[:max_length]
+    return [ids[j] for j in keep], [word_ids[j] for j in keep]
 
 
 def first_subtokens(word_ids: list[int | None]) -> list[int]:
