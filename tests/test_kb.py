@@ -124,32 +124,54 @@ def test_documents_index_and_safe_overwrite(encoder, tmp_path):
         build_index(str(docs), tmp_path / "other", str(encoder))
 
 
-def test_rag_prompt_lists_passages_then_question(kb, encoder, tmp_path, monkeypatch):
-    """A random tiny causal LM answers from the retrieved entries; the prompt is checked, not the answer."""
+@pytest.fixture(scope="module")
+def random_generator(encoder, tmp_path_factory) -> Path:
+    """A random tiny causal LM folder (its answers are noise: tests check prompts and plumbing)."""
     from transformers import BertTokenizerFast, LlamaConfig, LlamaForCausalLM
 
-    import lmforge
-    import lmforge.decoding
-
+    folder = tmp_path_factory.mktemp("gen")
     tok = BertTokenizerFast.from_pretrained(encoder, eos_token="[SEP]", model_input_names=["input_ids",
                                                                                            "attention_mask"])
-    tok.save_pretrained(tmp_path / "gen")
+    tok.save_pretrained(folder)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, eos_token_id=tok.eos_token_id)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "gen")
-    generator = lmforge.load(tmp_path / "gen", precision="fp32")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_rag_prompt_lists_passages_then_question(kb, random_generator, monkeypatch):
+    """A random tiny causal LM answers from the retrieved entries; the prompt is checked, not the answer."""
+    import lmforge
+    import lmforge.kb
+
+    generator = lmforge.load(random_generator, precision="fp32")
     generator.cfg.generation.max_new_tokens = 4
     seen = []
-    real = lmforge.decoding.generate
-    monkeypatch.setattr(lmforge.decoding, "generate", lambda m, t, convs, *a, **kw: seen.extend(convs) or real(m, t,
-                                                                                                               convs,
-                                                                                                               *a,
-                                                                                                               **kw))
+    real = lmforge.kb.generate
+
+    def spy(model, tokenizer, conversations, *args, **kwargs):
+        seen.extend(conversations)
+        return real(model, tokenizer, conversations, *args, **kwargs)
+
+    monkeypatch.setattr(lmforge.kb, "generate", spy)
     result = kb.answer("运费是多少？", k=2, generator=generator)
     assert isinstance(result["answer"], str) and len(result["sources"]) == 2
     prompt = seen[0][-1]["content"]
     assert prompt.startswith("参考资料 / Reference:\n1. Q: 运费是多少？")
     assert PAIRS[3][1] in prompt and prompt.endswith("问题 / Question: 运费是多少？")
+
+
+def test_cli_ask_explain_scores_each_passage(index, random_generator, capsys):
+    """`kb ask --explain` attributes the generated answer to each retrieved passage and question word
+    (which passage wins is tested on a real model in test_explain.py); it needs --generate-with."""
+    argv = ["kb", "ask", str(index), "运费是多少？", "-k", "2"]
+    assert main([*argv, "--explain"]) == 2
+    assert "--explain attributes a generated answer" in capsys.readouterr().err
+    assert main([*argv, "--generate-with", str(random_generator), "--explain"]) == 0
+    printed = capsys.readouterr().out
+    assert "passage 1: " in printed and "passage 2: " in printed and "question words: " in printed
+    assert main(["kb", "build", "x.jsonl", "--out", "o", "--encoder", "e", "--explain"]) == 2
+    assert "--explain does not apply to kb build" in capsys.readouterr().err
 
 
 def test_cli_build_ask_eval(encoder, qa_file, tmp_path, capsys):

@@ -243,6 +243,8 @@ COMMANDS: dict[str, Command] = {
                           {"help": "build: encoder folder or hub id, e.g. sentence-transformers/all-MiniLM-L6-v2"}),
                          (["--generate-with"],
                           {"help": "ask: generation model folder that writes the answer from the retrieved entries"}),
+                         (["--explain"], {"action": "store_true",
+                                          "help": "ask: with --generate-with, which passages the answer relied on"}),
                          (["-k"], {"type": int, "help": "ask: entries retrieved; eval: ranking depth (at least 5)"}),
                          (["--data"], {"help": "eval: held-out file with question and answer columns"}), _OVERWRITE]),
 }

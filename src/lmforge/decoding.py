@@ -75,6 +75,12 @@ def _describe(saved: str | None) -> str:
     return f"the built-in '{names[0]}' template" if names else "its own chat template (tokenizer_config.json)"
 
 
+def rag_prompt(question: str, passages: list[str]) -> str:
+    """One user message for answering from retrieved passages: the numbered passages, then the question."""
+    numbered = "\n".join(f"{i}. {passage}" for i, passage in enumerate(passages, start=1))
+    return f"参考资料 / Reference:\n{numbered}\n\n问题 / Question: {question}"
+
+
 def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     """The text the model sees before it answers the last user message."""
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lmforge.config import Config
-from lmforge.decoding import generate, prompt_text, use_template
+from lmforge.decoding import generate, prompt_text, rag_prompt, use_template
 from lmforge.errors import LmforgeError
 from lmforge.explain import Budget, Explanation, Scorer, explain
 from lmforge.explain.generation import answer_scores
@@ -67,20 +67,35 @@ class Loaded:
         _check_texts(texts)
         return explain(self.scorer("explain predictions"), texts, method, budget, faithfulness)[0] if texts else []
 
-    def explain_answer(self, question: str, answer: str | None = None) -> dict[str, Any]:
-        """Which words of `question` the answer (generated here unless given) relied on: the answer's
-        log-probability lost when each word is deleted from the prompt (see `explain.generation`)."""
-        _check_texts([question])
+    def explain_answer(self, question: str, answer: str | None = None,
+                       passages: list[str] | None = None) -> dict[str, Any]:
+        """Which parts of the prompt the answer (generated here unless given) relied on: the answer's
+        log-probability lost when each is deleted (see `explain.generation`). The parts are the
+        question's words, the system prompt, and with `passages` each retrieved passage of a RAG
+        prompt (`decoding.rag_prompt`), so a RAG answer shows which passage it used."""
+        _check_texts([question, *(passages or [])])
         task = self.generator("explain answers")
-        prompt = prompt_text(self.tokenizer, task.conversations([question])[0])
-        answer = self.generate([question])[0] if answer is None else answer
-        at = prompt.rfind(question)  # the template quotes the question verbatim, after any system prompt
+        conversation = task.conversations([rag_prompt(question, passages) if passages else question])[0]
+        prompt = prompt_text(self.tokenizer, conversation)
+        if answer is None:
+            answer = generate(self.model, self.tokenizer, [conversation], self.cfg.generation, self.device,
+                              self.precision)[0]
+        system = conversation[0]["content"] if conversation[0]["role"] == "system" else ""
+        at = prompt.rfind(question)  # the template quotes the question verbatim, after everything else
         words = split_words(question)
-        scores = answer_scores(self.model, self.tokenizer, prompt,
-                               [Span(w.text, w.start + at, w.end + at) for w in words], answer)
-        return {"text": question, "answer": answer, "method": "occlusion (answer log-probability)",
-                "words": [{"word": w.text, "start": w.start, "end": w.end, "score": round(v, 6)}
-                          for w, v in zip(words, scores)]}
+        spans = [Span(w.text, w.start + at, w.end + at) for w in words]
+        spans += _located(prompt, ([system] if system else []) + (passages or []))
+        scores = answer_scores(self.model, self.tokenizer, prompt, sorted(spans, key=lambda s: s.start), answer)
+        score = dict(zip(sorted((s.start for s in spans)), scores))
+        record: dict[str, Any] = {
+            "text": question, "answer": answer, "method": "occlusion (answer log-probability)",
+            "words": [{"word": w.text, "start": w.start, "end": w.end, "score": round(score[w.start + at], 6)}
+                      for w in words]}
+        if system:
+            record["system"] = {"text": system, "score": round(score[spans[len(words)].start], 6)}
+        if passages:
+            record["passages"] = [{"passage": s.text, "score": round(score[s.start], 6)} for s in spans[-len(passages):]]
+        return record
 
     def scorer(self, doing: str) -> Scorer:
         """This model as explanations see it, if it is a classifier they can explain."""
@@ -109,6 +124,18 @@ class Loaded:
 
     def _cannot(self, doing: str) -> LmforgeError:
         return LmforgeError(f"{self.cfg.model.path} is a {self.task.name} model: it cannot {doing}")
+
+
+def _located(prompt: str, parts: list[str]) -> list[Span]:
+    """Each of `parts` as a span of `prompt`, searched in order (they appear in it in that order)."""
+    spans, at = [], 0
+    for part in parts:
+        start = prompt.find(part, at)
+        if start < 0:
+            raise LmforgeError(f"the chat template rewrote a prompt part, so it cannot be attributed: {part[:40]!r}")
+        spans.append(Span(part, start, start + len(part)))
+        at = start + len(part)
+    return spans
 
 
 def _check_texts(texts: list[str]) -> None:

@@ -21,6 +21,7 @@ import torch
 from lmforge.atomic import write_dir
 from lmforge.data.conversations import detect_format, to_conversations
 from lmforge.data.readers import Row, read_rows
+from lmforge.decoding import generate, rag_prompt
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.models.folder import load_placed
@@ -200,16 +201,22 @@ class KnowledgeBase:
         scores, ids = self._rank(questions, k)
         return [[(float(s), self.entries[i]) for s, i in zip(row_s, row_i)] for row_s, row_i in zip(scores, ids)]
 
-    def answer(self, question: str, k: int = 3, generator: Loaded | None = None) -> dict:
+    def answer(self, question: str, k: int = 3, generator: Loaded | None = None, explain: bool = False) -> dict:
         """The best entry's answer, or with `generator` an answer written from the top-k entries.
 
-        Every result lists its sources (score plus entry) so a reader can check where it came from.
+        Every result lists its sources (score plus entry) so a reader can check where it came from;
+        `explain` (with a generator) adds which passages and question words the answer relied on.
         """
         hits = self.search(question, k)[0]
         sources = [{"score": score, **entry} for score, entry in hits]
         if generator is None:
             return {"answer": hits[0][1]["answer"], "score": hits[0][0], "sources": sources}
-        return {"answer": _generate(generator, rag_prompt(question, [e for _, e in hits])), "sources": sources}
+        passages = [_passage(e) for _, e in hits]
+        answer = _generate(generator, rag_prompt(question, passages))
+        result = {"answer": answer, "sources": sources}
+        if explain:
+            result["explanation"] = generator.explain_answer(question, answer=answer, passages=passages)
+        return result
 
     def _rank(self, questions: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, entry ids) of the top-k entries per question, best first; ties keep index order."""
@@ -229,20 +236,12 @@ class KnowledgeBase:
         return np.concatenate(scores), np.concatenate(ids)
 
 
-def rag_prompt(question: str, entries: list[dict[str, str]]) -> str:
-    """One user message: the numbered reference passages, then the question they should answer."""
-    passages = "\n".join(f"{i}. {_passage(e)}" for i, e in enumerate(entries, start=1))
-    return f"参考资料 / Reference:\n{passages}\n\n问题 / Question: {question}"
-
-
 def _passage(entry: dict[str, str]) -> str:
     return entry["text"] if "text" in entry else f"Q: {entry['question']}\n   A: {entry['answer']}"
 
 
 def _generate(generator: Loaded, prompt: str) -> str:
     """The generation model's answer, with its configured system prompt and decoding settings."""
-    from lmforge.decoding import generate
-
     conversations = generator.generator("answer from passages").conversations([prompt])
     return generate(generator.model, generator.tokenizer, conversations, generator.cfg.generation,
                     generator.device, generator.precision)[0]
