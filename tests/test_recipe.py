@@ -47,6 +47,21 @@ def test_small_data_gets_enough_steps(n, batch, epochs):
     assert steps >= recipe.STEP_FLOOR or epochs == recipe.MAX_EPOCHS or n >= 100_000
 
 
+def test_a_pretrained_multilingual_size_table_is_frozen_unless_told_otherwise():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    large, small = _bert(recipe.LARGE_TABLE, 8, 1), _bert(recipe.LARGE_TABLE - 1, 8, 1)
+    pretrained = config.load(None, ["model.path=x"])
+    assert recipe.resolve(pretrained, large, 800).train.freeze_embeddings is True
+    assert recipe.resolve(pretrained, small, 800).train.freeze_embeddings is False
+    assert recipe.resolve(config.load(None, ["model.preset=tiny"]), large, 800).train.freeze_embeddings is False
+    told = config.load(None, ["model.path=x", "train.freeze_embeddings=false"])
+    assert recipe.resolve(told, large, 800).train.freeze_embeddings is False
+    tied = LlamaForCausalLM(LlamaConfig(vocab_size=recipe.LARGE_TABLE, hidden_size=8, intermediate_size=16,
+                                        num_hidden_layers=1, num_attention_heads=2, tie_word_embeddings=True))
+    assert recipe.resolve(pretrained, tied, 800).train.freeze_embeddings is False  # its head would freeze too
+
+
 def test_explicit_keys_win_and_a_step_budget_decides_the_epochs():
     model = _bert(100, 16, 1)
     explicit = recipe.resolve(config.load(None, ["train.lr=3e-5", "train.batch_size=4", "train.epochs=2"]), model, 800)

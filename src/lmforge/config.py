@@ -67,9 +67,10 @@ class TrainConfig:
     gradient_checkpointing: bool = opt(False, "recompute each layer's activations in the backward pass instead "
                                        "of keeping them (same result; LoRA SFT of SmolLM2-135M: 3.2 instead of "
                                        "7.0 GB, 1.2x the time)")
-    freeze_embeddings: bool = opt(False, "keep the token-embedding table frozen (a large-vocabulary model trains "
-                                  "much faster; under DP-SGD fewer parameters are noised, and a decoder whose "
-                                  "embeddings are tied to its head needs it)")
+    freeze_embeddings: bool | None = opt(None, "keep the token-embedding table frozen (a large-vocabulary model "
+                                         "trains much faster; under DP-SGD fewer parameters are noised, and a "
+                                         "decoder whose embeddings are tied to its head needs it); unset: auto, "
+                                         "frozen for a pretrained table of 100k+ rows not tied to an output layer")
     freeze_layers: int = opt(0, "freeze the embeddings and the bottom N transformer layers (partial fine-tuning: "
                              "no backward pass below layer N, so a CPU step costs less; all layers: only the "
                              "head trains)", low=0)

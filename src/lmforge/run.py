@@ -70,9 +70,9 @@ def prepare(cfg: Config, task: Task[Any] | None = None) -> Prepared:
     check_output_dir(cfg)
     model, tokenizer = task.build_model(data)
     task.bind(model, tokenizer)
-    freeze(cfg, model)
     train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
     cfg = recipe.resolve(cfg, model, len(train))
+    freeze(cfg, model)
     precision = resolve_precision(cfg.train.precision, pick_device())
     return Prepared(cfg, task, data, model, tokenizer, train, validation, precision)
 
