@@ -52,7 +52,9 @@ COMMANDS: dict[str, Command] = {
                              (["--text-field"], {"help": "text field of .jsonl/.json files"}),
                              (["--strict"], {"action": "store_true",
                                              "help": "refuse (instead of skip) binary or undecodable files"}),
-                             (["--encoding"], {"help": "text encoding of the input files"}), _OVERWRITE]),
+                             (["--encoding"], {"help": "text encoding of the input files"}),
+                             (["--workers"], {"type": int, "help": "processes cleaning files in parallel (the "
+                                                                   "output does not depend on it)"}), _OVERWRITE]),
     "tokenizer": Command("train a WordPiece (encoder) or byte-level BPE (decoder) tokenizer",
                          flags=[(["action"], {"choices": ["train"], "help": "what to do"}),
                                 (["inputs"], {"nargs": "+", "help": "corpus folder(s) or raw text files"}),

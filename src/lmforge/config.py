@@ -157,6 +157,8 @@ class PretrainConfig:
     eval_blocks: int = opt(512, "validation blocks scored at each evaluation (fixed masks, so losses compare)", low=1)
     dropout: float = opt(0.0, "dropout rate while pretraining (a short run sees each text about once, so dropout "
                          "only slows it); the saved config keeps the model's own rate for fine-tuning", low=0, high=1)
+    workers: int = opt(1, "processes that tokenise the corpus into the token file (the file does not depend on it)",
+                       low=1)
 
 
 @dataclass

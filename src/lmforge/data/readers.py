@@ -83,10 +83,11 @@ def decode_text(path: Path, data: bytes, encoding: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def decode_error_message(path: Path, data: bytes, encoding: str,
-                         err: UnicodeDecodeError, option: str = "data.encoding") -> str:
-    """Explain a decode failure: where it happened and which encoding the file probably uses."""
-    line = data[: err.start].count(b"\n") + 1
+def decode_error_message(path: Path, data: bytes, encoding: str, err: UnicodeDecodeError,
+                         option: str = "data.encoding", first_line: int = 1) -> str:
+    """Explain a decode failure: where it happened and which encoding the file probably uses
+    (`data` may be a piece of the file that starts at line `first_line`)."""
+    line = data[: err.start].count(b"\n") + first_line
     head = f"{path}:{line}: cannot decode as {encoding} (byte 0x{data[err.start]:02x})"
     guess = _guess_encoding(data)
     if guess is None or _same_codec(guess, encoding):
