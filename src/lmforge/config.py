@@ -248,11 +248,26 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise LmforgeError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise LmforgeError(f"{path}: not a UTF-8 text file (byte {exc.start}): is it really a YAML config?") from None
     except yaml.YAMLError as exc:
-        raise LmforgeError(f"{path}: not valid YAML: {exc}") from None
+        raise LmforgeError(f"{_yaml_where(path, exc)}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise LmforgeError(f"{path}: expected a mapping of options at the top level")
     return data
+
+
+def _yaml_where(path: Path, exc: yaml.YAMLError) -> str:
+    """`path:line:column` of a YAML error (PyYAML counts from 0), or the path alone."""
+    mark = getattr(exc, "problem_mark", None)
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's reason on one line (its str() adds context lines and a snippet of the file)."""
+    problem = getattr(exc, "problem", None)
+    text = f"{problem} ({getattr(exc, 'context', None)})" if problem and getattr(exc, "context", None) else problem
+    return (text or str(exc)).replace("\n", " ").replace("\t", "\\t")
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

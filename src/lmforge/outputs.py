@@ -38,6 +38,8 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[str | Path | None]
     """
     taken: dict[Path, str] = {}
     for out in outputs:
+        if not str(out.path).strip():  # Path("") is the current folder: an empty value is a slip, not a choice
+            raise LmforgeError(f"{out.flag} is empty: give the {out.kind} to write")
         target = _real(out.path)
         if target in taken:
             raise LmforgeError(f"{out.flag} {out.path} is the same path as {taken[target]}; give each output its own path")

@@ -189,11 +189,15 @@ def load_texts(source: str, text_field: str = "text", encoding: str = "utf-8", k
     into memory; bad files are refused, since a training run should not silently lose part of its data)."""
     path = Path(source)
     if (path / DOCS_FILE).is_file():
-        return CorpusTexts(path / DOCS_FILE)
-    if (path / f"{DOCS_FILE}.enc").is_file():
-        return [d.text for d in read_documents(path / f"{DOCS_FILE}.enc", key_file=key_file)]
-    texts = (normalize(d.text) for d in iter_corpus([source], text_field, encoding, key_file))
-    return [t for t in texts if t]
+        texts: Sequence[str] = CorpusTexts(path / DOCS_FILE)
+    elif (path / f"{DOCS_FILE}.enc").is_file():
+        texts = [d.text for d in read_documents(path / f"{DOCS_FILE}.enc", key_file=key_file)]
+    else:
+        texts = [t for t in (normalize(d.text) for d in iter_corpus([source], text_field, encoding, key_file)) if t]
+    if not texts:
+        raise LmforgeError(f"{source}: no documents (a corpus folder from lmforge corpus build, or "
+                           f"{', '.join(SUFFIXES)} files)")
+    return texts
 
 
 class CorpusTexts(Sequence[str]):

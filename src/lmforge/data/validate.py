@@ -22,14 +22,22 @@ def check_text(rows: list[Row], column: str) -> list[Problem]:
     If no row has the column at all, that is almost always a misnamed column in the config,
     so one problem naming the file and the columns present replaces a flood of per-row ones.
     """
-    if not rows:
-        return []
-    found = _columns(rows)
-    if not any(column in row.values for row in rows):
-        source = rows[0].location.rsplit(":", 1)[0]
-        return [Problem(source, column, f"no row has column '{column}' (columns found: {found})")]
+    absent = check_column(rows, column)
+    if absent is not None:
+        return [absent]
     problems = (_text_problem(row, column) for row in rows)
     return [problem for problem in problems if problem is not None]
+
+
+def check_column(rows: list[Row], column: str) -> Problem | None:
+    """One problem naming the file and the columns present when no row has `column`: almost always a
+    misnamed column in the config, which a flood of per-row problems would hide."""
+    if not rows or any(column in row.values for row in rows):
+        return None
+    source = rows[0].location.rsplit(":", 1)[0]
+    found = _columns(rows)
+    tabs = " — the header holds tabs: a tab-separated file needs the .tsv suffix" if "\t" in found else ""
+    return Problem(source, column, f"no row has column '{column}' (columns found: {found}){tabs}")
 
 
 def _columns(rows: list[Row]) -> str:

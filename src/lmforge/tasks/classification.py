@@ -12,7 +12,14 @@ import torch.nn.functional as F
 from lmforge.config import Config
 from lmforge.data.readers import Row
 from lmforge.data.source import read_data
-from lmforge.data.validate import check_text, duplicate_count, mixed_number_spellings, overlap_count, stratified_split
+from lmforge.data.validate import (
+    check_column,
+    check_text,
+    duplicate_count,
+    mixed_number_spellings,
+    overlap_count,
+    stratified_split,
+)
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.registry import register_task
@@ -116,6 +123,10 @@ class Classification:
     def _read(self, path: str, problems: list[Problem]) -> Split:
         rows = read_data(path, self.cfg.data)
         found = check_text(rows, self.cfg.data.text_column)
+        no_labels = check_column(rows, self.cfg.data.label_column)
+        if no_labels is not None:
+            problems += [*found, no_labels]
+            return Split(path, [], [], [])
         bad = {p.location for p in found}
         problems += found
         texts, labels, locations = [], [], []
