@@ -151,7 +151,9 @@ def test_bad_values_are_refused_before_the_output_folder_exists(override, messag
 
 
 @pytest.mark.parametrize("content, message", [("- a\n- b\n", "mapping"), ("train:\n\tlr: 1\n", "cfg.yaml:2"),
-                                              ("train: [1, 2]\n", "'train'"), ("\x00\x01", "cfg.yaml")])
+                                              ("train: [1, 2]\n", "'train'"), ("\x00\x01", "cfg.yaml"),
+                                              ("train:\n  lr: 1\n  lr: 2\n", "cfg.yaml:3:3: not valid YAML: key 'lr' "
+                                                                             "is given twice")])
 def test_a_yaml_file_that_is_a_list_has_a_tab_or_is_binary(content, message, tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(content)
@@ -317,10 +319,21 @@ CASES: dict[str, Case] = {
     "pretrain pretrain.workers=0": Case(["pretrain", "pretrain.workers=0", "data.train={tmp}/raw",
                                          "output_dir={tmp}/o"], "'pretrain.workers': must be at least 1", CORPUS,
                                         ["{tmp}/o"]),
+    "pretrain model.max_length=2": Case(["pretrain", "data.train={tmp}/raw", "output_dir={tmp}/o", "model.preset=tiny",
+                                         "model.tokenizer={tiny}/tok", "model.max_length=2"],
+                                        "'model.max_length': 2 leaves no text in a mlm block", CORPUS, ["{tmp}/o"]),
+    "pretrain on a corpus too small for one block": Case(["pretrain", "data.train={tmp}/raw", "output_dir={tmp}/o",
+                                                          "model.preset=tiny", "model.tokenizer={tiny}/tok",
+                                                          "model.max_length=512"], "do not fill one block", CORPUS,
+                                                         ["{tmp}/o"]),
     "pretrain on an empty corpus folder": Case(["pretrain", "data.train={tmp}/none", "output_dir={tmp}/o",
                                                 "model.preset=tiny", "model.tokenizer={tiny}/tok"], "no documents",
                                                {"none/.keep": b""}, ["{tmp}/o"]),
     # baseline
+    "baseline whose text column is its label column": Case(["baseline", "data.train={tiny}/train.csv",
+                                                            "output_dir={tmp}/o", "data.text_column=label"],
+                                                           "data.text_column and data.label_column are both 'label'",
+                                                           {}, ["{tmp}/o"]),
     "baseline for a task without one": Case(["baseline", "task=pretrain", "data.train={tmp}/raw", "output_dir={tmp}/o"],
                                             "task=pretrain has no non-neural baseline", CORPUS, ["{tmp}/o"]),
     # encrypt / decrypt
@@ -367,6 +380,10 @@ CASES: dict[str, Case] = {
                                                "--out", "{tmp}/s"], "train.lr", {}, ["{tmp}/s"]),
     "sweep a key that does not exist": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.nope=1..2",
                                              "--out", "{tmp}/s"], "train.nope", {}, ["{tmp}/s"]),
+    "sweep --space file that is not valid YAML": Case(["sweep", "data.train={tiny}/train.csv", "--space",
+                                                       "{tmp}/space.yaml", "--out", "{tmp}/s"],
+                                                      "space.yaml:2:1: not valid YAML",
+                                                      {"space.yaml": b"train.lr: [1e-5, 1e-4\n"}, ["{tmp}/s"]),
     "sweep --trials 0": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.lr=1e-5..1e-3:log",
                               "--trials", "0", "--out", "{tmp}/s"], "argument --trials: must be at least 1", {},
                              ["{tmp}/s"]),
@@ -386,6 +403,15 @@ def test_careless_commands_get_one_clear_error(name, tmp_path, capsys, tiny, tin
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_bytes(content)
     _refused(capsys, [fill(a) for a in case.argv], fill(case.message), *(Path(fill(u)) for u in case.unwritten))
+
+
+def test_predict_reads_huge_and_odd_texts(tmp_path, capsys, tiny_classifier):
+    texts = ["长" * 100_000, "好 😀\u200b שלום مرحبا \u202e", "\u200b"]
+    (tmp_path / "in.jsonl").write_bytes(_jsonl([{"text": t} for t in texts]))
+    assert main(["predict", str(tiny_classifier), "--input", str(tmp_path / "in.jsonl"), "--output",
+                 str(tmp_path / "p.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == texts and all(r["label"] in ("pos", "neg") for r in rows)
 
 
 # ---------------------------------------------------------------------------- interrupt, then resume

@@ -70,6 +70,9 @@ class Classification:
         d = self.cfg.data
         if not d.train:
             raise LmforgeError("data.train is empty: give a training file")
+        if d.text_column == d.label_column:
+            raise LmforgeError(f"data.text_column and data.label_column are both '{d.text_column}': the model "
+                               "would read the answer it has to predict")
         problems: list[Problem] = []
         train = self._read(d.train, problems)
         duplicates = duplicate_count(train.texts)  # counted before a validation share is held out

@@ -50,6 +50,10 @@ class TextSplit:
 def build(cfg: Config) -> "Pretrain":
     if cfg.objective not in ("mlm", "clm"):
         raise LmforgeError(f"objective must be mlm (masked LM, encoder) or clm (causal LM, decoder), not '{cfg.objective}'")
+    shortest = 3 if cfg.objective == "mlm" else 2  # [CLS] + one token + [SEP]; one token and its successor
+    if cfg.model.max_length < shortest:
+        raise LmforgeError(f"config key 'model.max_length': {cfg.model.max_length} leaves no text in a "
+                           f"{cfg.objective} block: at least {shortest}")
     return Pretrain(cfg)
 
 
