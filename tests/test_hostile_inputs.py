@@ -80,6 +80,9 @@ BAD_DATA: dict[str, tuple[str, bytes, str]] = {
     "latin-1 file read as utf-8": ("latin.csv", "text,label\ncafé,pos\n".encode("latin-1") + _csv(ROWS, header=""),
                                    "latin.csv:2: cannot decode as utf-8"),
     "unsupported suffix": ("data.xlsx", b"PK\x03\x04", "data.xlsx: unsupported data format"),
+    "jsonl text with an unpaired surrogate": ("sur.jsonl", "".join(  # json.dumps escapes the surrogate as \\ud800
+        json.dumps({"text": t, "label": lab}) + "\n" for t, lab in ROWS + [("bad \ud800", "pos")]).encode(),
+        "sur.jsonl:41 [text]: text holds an unpaired surrogate (U+D800)"),
 }
 
 
@@ -299,6 +302,10 @@ CASES: dict[str, Case] = {
     "corpus build of a fake .gz with --strict": Case(["corpus", "build", "{tmp}/raw", "--out", "{tmp}/c", "--strict"],
                                                      "b.txt.gz: not a readable gzip file",
                                                      {**CORPUS, "raw/b.txt.gz": b"not gzip at all"}, ["{tmp}/c"]),
+    "corpus build of a jsonl with an unpaired surrogate": Case(["corpus", "build", "{tmp}/s.jsonl", "--out", "{tmp}/c",
+                                                                "--strict"], "s.jsonl:2: text holds an unpaired surrogate",
+                                                               {"s.jsonl": b'{"text": "fine text here"}\n'
+                                                                           b'{"text": "bad \\udc00"}\n'}, ["{tmp}/c"]),
     "corpus build where every document is too short": Case(["corpus", "build", "{tmp}/raw", "--out", "{tmp}/c",
                                                             "--min-chars", "1000"], "no documents left", CORPUS,
                                                            ["{tmp}/c"]),
@@ -476,6 +483,8 @@ SERVE_BODIES: dict[str, tuple[str, bytes, int]] = {
     "emoji, zero-width and right-to-left": ("/v1/classify", json.dumps({"input": ["好 😀\u200b שלום \u202e"]}).encode(),
                                             200),
     "a JSON list body": ("/v1/classify", b'["a"]', 422),
+    "an unpaired surrogate": ("/v1/classify", b'{"input": ["bad \\ud800"]}', 422),
+    "a NUL byte": ("/v1/classify", b'{"input": ["bad \\u0000"]}', 422),
 }
 
 

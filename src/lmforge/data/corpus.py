@@ -30,7 +30,7 @@ from typing import IO, overload
 
 from lmforge.atomic import write_dir
 from lmforge.data.dedup import SeenKeys, fingerprint, near_keys
-from lmforge.data.normalize import language, normalize
+from lmforge.data.normalize import language, normalize, unicode_problem
 from lmforge.data.parallel import batched, ordered_map
 from lmforge.data.readers import decode_error_message, file_bytes
 from lmforge.errors import LmforgeError
@@ -452,8 +452,10 @@ def _json_documents(path: Path, text: str, text_field: str) -> Iterator[Document
 
 
 def _field(value: object, text_field: str, where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get(text_field), str):
-        return value[text_field]
-    raise LmforgeError(f"{where}: expected a string or an object with a '{text_field}' text field")
+    text = value.get(text_field) if isinstance(value, dict) else value
+    if not isinstance(text, str):
+        raise LmforgeError(f"{where}: expected a string or an object with a '{text_field}' text field")
+    problem = unicode_problem(text)
+    if problem:
+        raise LmforgeError(f"{where}: {problem}")
+    return text

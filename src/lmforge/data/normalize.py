@@ -23,6 +23,14 @@ _TOKEN = re.compile(f"[{_FULL_PUNCT}]|(?<=[{_CJK}])[,!?:;](?=[{_CJK}])")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _CJK_GAP = re.compile(f"(?<={_CJK_CONTEXT.pattern}) (?={_CJK_CONTEXT.pattern})")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_problem(text: str) -> str | None:
+    """An unpaired surrogate (JSON may spell one, "\\ud800") is not a character: encoders and
+    tokenizers fail on it deep inside, so readers refuse it where it is."""
+    match = _SURROGATE.search(text)
+    return f"text holds an unpaired surrogate (U+{ord(match.group()):04X}): not valid Unicode" if match else None
 
 
 def normalize(text: str) -> str:
