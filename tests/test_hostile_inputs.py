@@ -357,6 +357,10 @@ CASES: dict[str, Case] = {
                                                 "nosuch"], "nosuch", {}, ["{tmp}/r.csv"]),
     "redact a file of an unknown format": Case(["redact", "{tmp}/a.txt", "--out", "{tmp}/r.txt"], "'.txt'",
                                                {"a.txt": b"hello a@b.com\n"}, ["{tmp}/r.txt"]),
+    "redact --report where nothing can be written": Case(["redact", "{tiny}/test.csv", "--out", "{tmp}/r.csv",
+                                                          "--report", "/proc/lmforge-report.json"],
+                                                         "--report /proc/lmforge-report.json: cannot write in /proc", {},
+                                                         ["{tmp}/r.csv"]),
     "redact into a different format": Case(["redact", "{tiny}/test.csv", "--out", "{tmp}/r.jsonl"], "r.jsonl", {},
                                            ["{tmp}/r.jsonl"]),
     # kb
