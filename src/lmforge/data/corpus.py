@@ -1,52 +1,37 @@
-"""Raw pretraining corpora: read documents from text files, clean them, drop duplicates, count.
+"""Raw pretraining corpora: clean documents, drop duplicates, count; read a built corpus back.
 
-Accepted inputs: .txt (one document per line, or blank-line separated paragraphs), .jsonl (a text
-field per line), .json (a list of strings or of objects with the text field), each optionally
-.gz-compressed, and folders of these (read in sorted order, so a build is reproducible).
-A file that is binary or not UTF-8 is named with the reason and skipped — or, with `strict`,
-refused before anything is written.
+The files and their formats are `data.corpus_files`. A file that is binary or not UTF-8 is named with
+the reason and skipped — or, with `strict`, refused before anything is written.
 
-A build streams: files are read line by line (a .json list and an encrypted file are the exceptions:
-each is read whole, one at a time), cleaned by worker processes one file each, and merged in input
-order through an on-disk duplicate index (`data.dedup`), so memory does not grow with the corpus and
-1 or N workers write the same documents in the same order.
+A build streams: files are read line by line, cleaned by worker processes one file each, and merged
+in input order through an on-disk duplicate index (`data.dedup`), so memory does not grow with the
+corpus and 1 or N workers write the same documents in the same order.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import gzip
-import io
 import json
 import pickle
 import shutil
-from collections import Counter
 from array import array
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, overload
 
 from lmforge.atomic import write_dir
+from lmforge.data.corpus_files import SUFFIXES, Document, document_text, input_files, iter_corpus, read_documents
 from lmforge.data.dedup import SeenKeys, fingerprint, near_keys
-from lmforge.data.normalize import language, normalize, unicode_problem
+from lmforge.data.normalize import language, normalize
 from lmforge.data.parallel import batched, ordered_map
-from lmforge.data.readers import decode_error_message, file_bytes
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
 
 DOCS_FILE = "docs.jsonl"  # a built corpus folder: one {"text": ...} per line, plus stats.json
-SUFFIXES = (".txt", ".jsonl", ".json")
 DEDUP = ("none", "exact", "minhash")
-CHUNK = 1 << 20  # bytes read at a time
 BATCH = 1000  # documents per shard record and per duplicate lookup
-
-
-@dataclass
-class Document:
-    text: str
-    source: str  # "path:line" of the document's first line
 
 
 @dataclass
@@ -92,47 +77,6 @@ class Cleaned:
     documents_read: int = 0
     dropped: Counter = field(default_factory=Counter)
     pii: Counter = field(default_factory=Counter)
-
-
-def input_files(inputs: list[str]) -> list[Path]:
-    """Every corpus file under `inputs` (files or folders), sorted; a missing input is an error."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if not path.exists():
-            raise LmforgeError(f"corpus input not found: {path}")
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
-        else:
-            files.append(path)
-    return files
-
-
-def read_documents(path: Path, text_field: str = "text", encoding: str = "utf-8", key_file: str = "") -> Iterator[Document]:
-    """The documents of one corpus file (decrypted with `key_file` if it is a FILE.enc), streamed;
-    raises LmforgeError naming the file (and line) when it is unreadable — possibly after yielding
-    some documents, so a caller that must not keep part of a file reads it to the end first."""
-    name = path.name[: -len(".enc")] if path.suffix.lower() == ".enc" else path.name
-    gzipped = name.lower().endswith(".gz")
-    suffix = Path(name[:-3] if gzipped else name).suffix.lower()
-    if suffix not in SUFFIXES:
-        raise LmforgeError(f"{path}: unsupported corpus file type {suffix or '(no suffix)'!r} "
-                           f"(supported: {', '.join(SUFFIXES)}, optionally .gz and/or .enc)")
-    if suffix == ".txt":
-        paragraphs = any(not line.strip() for _, line in _lines(path, gzipped, encoding, key_file))
-        yield from _text_documents(path, _lines(path, gzipped, encoding, key_file), paragraphs)
-    elif suffix == ".jsonl":
-        yield from _jsonl_documents(path, _lines(path, gzipped, encoding, key_file), text_field)
-    else:
-        yield from _json_documents(path, "\n".join(line for _, line in _lines(path, gzipped, encoding, key_file)),
-                                   text_field)
-
-
-def iter_corpus(inputs: list[str], text_field: str = "text", encoding: str = "utf-8",
-                key_file: str = "") -> Iterator[Document]:
-    """Documents of every input file, in order; the first unreadable file raises."""
-    for path in input_files(inputs):
-        yield from read_documents(path, text_field, encoding, key_file)
 
 
 def build_corpus(inputs: list[str], out: Path, dedup: str = "exact", min_chars: int = 20,
@@ -266,7 +210,7 @@ def _checked_text(line: bytes, where: str) -> str:
         value = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise LmforgeError(f"{where}: not a corpus document ({err}); rebuild it with lmforge corpus build") from None
-    return _field(value, "text", where)
+    return document_text(value, "text", where)
 
 
 # ---------------------------------------------------------------------------- cleaning (workers)
@@ -362,100 +306,3 @@ def _shard_batches(f: IO[bytes]) -> Iterator[list[tuple[str, str, bytes, list[by
             yield pickle.load(f)
         except EOFError:
             return
-
-
-# ---------------------------------------------------------------------------- reading
-
-def _lines(path: Path, gzipped: bool, encoding: str, key_file: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a text file, decoded incrementally: \\n, \\r\\n and \\r end a line, a
-    leading BOM is dropped, and a NUL byte near the start or an undecodable byte names the file."""
-    try:
-        decoder = codecs.getincrementaldecoder(encoding)()
-    except LookupError:
-        raise LmforgeError(f"unknown encoding {encoding!r} (set --encoding to a valid codec, e.g. utf-8 or gb18030)") from None
-    number, carry, first = 0, "", True
-    for chunk in _chunks(path, gzipped, key_file):
-        if first and b"\x00" in chunk[:8192]:
-            raise LmforgeError(f"{path}: binary file (NUL bytes), not text")
-        try:
-            text = carry + decoder.decode(chunk)
-        except UnicodeDecodeError as err:
-            raise LmforgeError(decode_error_message(path, err.object, encoding, err, option="--encoding",
-                                                    first_line=number + carry.count("\n") + 1)) from None
-        if first:
-            text, first = text.removeprefix("\ufeff"), False
-        # A "\r" at the end may be the first half of "\r\n": keep it for the next chunk.
-        body, carry = (text[:-1], "\r") if text.endswith("\r") else (text, "")
-        *complete, rest = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        carry = rest + carry
-        for line in complete:
-            number += 1
-            yield number, line
-    tail = (carry + decoder.decode(b"", final=True)).replace("\r", "")
-    if tail:
-        yield number + 1, tail
-
-
-def _chunks(path: Path, gzipped: bool, key_file: str) -> Iterator[bytes]:
-    if path.suffix.lower() == ".enc":  # decrypted whole, in memory: AES-GCM authenticates the whole file
-        raw: IO[bytes] = io.BytesIO(file_bytes(path, key_file)[0])
-    else:
-        try:
-            raw = open(path, "rb")
-        except OSError as err:
-            raise LmforgeError(f"{path}: cannot read ({err.strerror})") from None
-    with raw, (gzip.GzipFile(fileobj=raw) if gzipped else contextlib.nullcontext(raw)) as stream:
-        try:
-            while chunk := stream.read(CHUNK):
-                yield chunk
-        except (OSError, EOFError) as err:
-            raise LmforgeError(f"{path}: not a readable gzip file ({err})") from None
-
-
-def _text_documents(path: Path, lines: Iterator[tuple[int, str]], paragraphs: bool) -> Iterator[Document]:
-    """Blank-line separated paragraphs when the file has blank lines, else one document per line."""
-    if not paragraphs:
-        yield from (Document(line, f"{path}:{n}") for n, line in lines if line.strip())
-        return
-    buf: list[str] = []
-    first = 0
-    for n, line in lines:
-        if line.strip():
-            first = first or n
-            buf.append(line)
-        elif buf:
-            yield Document("\n".join(buf), f"{path}:{first}")
-            buf, first = [], 0
-    if buf:
-        yield Document("\n".join(buf), f"{path}:{first}")
-
-
-def _jsonl_documents(path: Path, lines: Iterator[tuple[int, str]], text_field: str) -> Iterator[Document]:
-    for n, line in lines:
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise LmforgeError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        yield Document(_field(value, text_field, f"{path}:{n}"), f"{path}:{n}")
-
-
-def _json_documents(path: Path, text: str, text_field: str) -> Iterator[Document]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise LmforgeError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-    if not isinstance(value, list):
-        raise LmforgeError(f"{path}: expected a JSON list of documents")
-    yield from (Document(_field(v, text_field, f"{path}: item {i}"), f"{path}: item {i}") for i, v in enumerate(value))
-
-
-def _field(value: object, text_field: str, where: str) -> str:
-    text = value.get(text_field) if isinstance(value, dict) else value
-    if not isinstance(text, str):
-        raise LmforgeError(f"{where}: expected a string or an object with a '{text_field}' text field")
-    problem = unicode_problem(text)
-    if problem:
-        raise LmforgeError(f"{where}: {problem}")
-    return text
