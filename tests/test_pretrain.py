@@ -15,7 +15,8 @@ from transformers import AutoTokenizer
 from lmforge import config
 from lmforge.commands import pretrain
 from lmforge.data.corpus import build_corpus, load_texts
-from lmforge.data.normalize import NearDuplicates, language, normalize
+from lmforge.data.dedup import SeenKeys, near_keys
+from lmforge.data.normalize import language, normalize
 from lmforge.data.shards import open_blocks, write_tokens
 from lmforge.errors import LmforgeError
 from lmforge.models.tokenizer_train import train_tokenizer
@@ -58,13 +59,30 @@ def test_normalize_keeps_chinese_punctuation_and_fixes_width():
     assert (language("今天天气很好"), language("the weather"), language("今天 weather 很好 good")) == ("zh", "en", "mixed")
 
 
-def test_near_duplicates_catch_small_edits_only():
-    near = NearDuplicates()
+def test_near_duplicates_catch_small_edits_only(tmp_path):
     base = ("人民日报一九九八年一月一日发表新年社论，回顾过去一年的经济发展和社会进步，展望新的一年。"
             "社论指出，改革开放二十年来，国民经济持续快速健康发展，人民生活水平显著提高。")
-    assert not near.seen(base)
-    assert near.seen(base.replace("一月一日", "一月二日"))
-    assert not near.seen("三国演义第一回宴桃园豪杰三结义斩黄巾英雄首立功，滚滚长江东逝水，浪花淘尽英雄。")
+    other = "三国演义第一回宴桃园豪杰三结义斩黄巾英雄首立功，滚滚长江东逝水，浪花淘尽英雄。"
+    texts = [base, base.replace("一月一日", "一月二日"), other]
+    index = SeenKeys(tmp_path / "near.sqlite")
+    assert index.first_seen(near_keys(texts[:1])) == [True]
+    assert index.first_seen(near_keys(texts[1:])) == [False, True]  # the earlier call's keys are on disk
+    assert SeenKeys(tmp_path / "other.sqlite").first_seen(near_keys(texts)) == [True, False, True]  # one batch
+
+
+def test_corpus_build_is_the_same_with_one_or_two_workers(tmp_path):
+    docs = _documents(400, seed=1)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for n in range(4):  # four files sharing documents, some with a one-character edit: work for both dedups
+        edited = [d.replace("。", "！") if (i + n) % 3 == 0 else d for i, d in enumerate(docs[n * 50:n * 50 + 200])]
+        (raw / f"{n}.txt").write_text("\n".join(edited) + "\n", encoding="utf-8")
+    one = build_corpus([str(raw)], tmp_path / "one", dedup="minhash", workers=1)
+    two = build_corpus([str(raw)], tmp_path / "two", dedup="minhash", workers=2)
+    assert (tmp_path / "one" / "docs.jsonl").read_bytes() == (tmp_path / "two" / "docs.jsonl").read_bytes()
+    assert one.as_dict() == two.as_dict()
+    assert one.dropped["exact_duplicate"] > 0 and one.dropped["near_duplicate"] > 0
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["docs.jsonl", "stats.json"]  # no index left
 
 
 def test_corpus_build_dedups_skips_bad_files_and_reports(corpus):
@@ -117,6 +135,25 @@ def test_token_file_round_trip_and_reuse(corpus, tmp_path):
     (tmp_path / "t.bin").write_bytes(b"")  # a matching meta reuses the file as it is
     assert write_tokens(texts, tok, tmp_path / "t.bin", tok.sep_token_id, word_starts=True) == meta
     assert (tmp_path / "t.bin").stat().st_size == 0
+
+
+def test_token_file_streams_a_built_corpus_the_same_with_two_workers(corpus, tmp_path):
+    from transformers import AutoTokenizer
+
+    from lmforge.data.corpus import CorpusTexts, Subset
+
+    tok = AutoTokenizer.from_pretrained(corpus / "tok")
+    texts = load_texts(str(corpus / "corpus"))
+    assert isinstance(texts, CorpusTexts) and len(texts) == 300  # read from disk on demand
+    picked = Subset(texts, list(range(0, 300, 2)))
+    assert picked[1] == texts[2] and list(picked)[:2] == [texts[0], texts[2]]
+    one = write_tokens(picked, tok, tmp_path / "one.bin", tok.sep_token_id, word_starts=True, workers=1)
+    two = write_tokens(picked, tok, tmp_path / "two.bin", tok.sep_token_id, word_starts=True, workers=2)
+    assert one == two and one["documents"] == 150
+    for suffix in (".bin", ".words"):
+        assert (tmp_path / f"one{suffix}").read_bytes() == (tmp_path / f"two{suffix}").read_bytes()
+    expected = tok(list(picked), add_special_tokens=False)["input_ids"]
+    assert one["tokens"] == sum(len(ids) + 1 for ids in expected)
 
 
 # ---- masking ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,10 +28,33 @@ class Command:
     flags: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
 
 
+def _number(kind: type, low: float | None = None, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse type for a number flag within [low, high]: `--batch-size 0` or a negative count is a
+    slip, refused while parsing (one `error:` line naming the flag) instead of deep inside a command."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, not {text!r}")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, not {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_POSITIVE, _NONNEGATIVE = _number(int, 1), _number(int, 0)
 _MODEL = (["model"], {"help": "model folder written by lmforge (e.g. runs/x/best)"})
 _PRECISION = (["--precision"], {"choices": ["auto", "bf16", "fp32"],
                                 "help": "numeric precision for inference (auto: bf16 where the CPU/GPU has it fast)"})
-_BATCH = (["--batch-size"], {"type": int, "help": "examples per forward pass"})
+_BATCH = (["--batch-size"], {"type": _POSITIVE, "help": "examples per forward pass"})
 _OVERWRITE = (["--overwrite"], {"action": "store_true",
                                 "help": "replace an existing non-empty output (refused otherwise; inputs are never "
                                         "overwritten)"})
@@ -45,24 +69,27 @@ COMMANDS: dict[str, Command] = {
                                           "help": "corpus folder to write (docs.jsonl + stats.json)"}),
                              (["--dedup"], {"choices": ["none", "exact", "minhash"],
                                             "help": "drop exact duplicates, or near-duplicates too (MinHash-LSH)"}),
-                             (["--min-chars"], {"type": int, "help": "drop documents shorter than this"}),
-                             (["--max-chars"], {"type": int, "help": "drop documents longer than this (0: keep)"}),
+                             (["--min-chars"], {"type": _NONNEGATIVE, "help": "drop documents shorter than this"}),
+                             (["--max-chars"], {"type": _NONNEGATIVE, "help": "drop documents longer than this (0: keep)"}),
                              (["--redact-pii"], {"action": "store_true",
                                                  "help": "replace PII with typed placeholders"}),
                              (["--text-field"], {"help": "text field of .jsonl/.json files"}),
                              (["--strict"], {"action": "store_true",
                                              "help": "refuse (instead of skip) binary or undecodable files"}),
-                             (["--encoding"], {"help": "text encoding of the input files"}), _OVERWRITE]),
+                             (["--encoding"], {"help": "text encoding of the input files"}),
+                             (["--workers"], {"type": _POSITIVE, "help": "processes cleaning files in parallel (the "
+                                                                   "output does not depend on it)"}), _OVERWRITE]),
     "tokenizer": Command("train a WordPiece (encoder) or byte-level BPE (decoder) tokenizer",
                          flags=[(["action"], {"choices": ["train"], "help": "what to do"}),
                                 (["inputs"], {"nargs": "+", "help": "corpus folder(s) or raw text files"}),
                                 (["--out"], {"required": True, "help": "tokenizer folder to write"}),
                                 (["--kind"], {"choices": ["wordpiece", "bpe"],
                                               "help": "wordpiece for masked-LM encoders, bpe for causal-LM decoders"}),
-                                (["--vocab-size"], {"type": int, "help": "vocabulary size"}),
+                                (["--vocab-size"], {"type": _number(int, 100), "help": "vocabulary size"}),
                                 (["--lowercase"], {"action": "store_true", "help": "lowercase (WordPiece only)"}),
                                 (["--text-field"], {"help": "text field of .jsonl/.json files"}),
-                                (["--seed"], {"type": int, "help": "seed of the held-out document draw"}), _OVERWRITE]),
+                                (["--seed"], {"type": _NONNEGATIVE, "help": "seed of the held-out document draw"}),
+                                _OVERWRITE]),
     "pretrain": Command("pretrain an encoder (objective=mlm) or decoder (objective=clm) on a corpus",
                         uses_config=True,
                         flags=[(["--resume"], {"action": "store_true",
@@ -78,10 +105,11 @@ COMMANDS: dict[str, Command] = {
                                                    "them (repeat the flag for more keys)"}),
                             (["--out"], {"required": True, "help": "sweep folder: trial-NNN/, study.db, "
                                                                    "leaderboard.html, best.yaml"}),
-                            (["--trials"], {"type": int, "help": "trials in the study, counting earlier ones"}),
-                            (["--max-time"], {"type": float, "help": "seconds for this process's trials (0: no limit)"}),
+                            (["--trials"], {"type": _POSITIVE, "help": "trials in the study, counting earlier ones"}),
+                            (["--max-time"], {"type": _number(float, 0),
+                                              "help": "seconds for this process's trials (0: no limit)"}),
                             (["--storage"], {"help": "Optuna storage URL several workers share (default: sqlite:///OUT/study.db)"}),
-                            (["--seed"], {"type": int, "help": "seed of the sampler"}), _OVERWRITE]),
+                            (["--seed"], {"type": _NONNEGATIVE, "help": "seed of the sampler"}), _OVERWRITE]),
     "baseline": Command("fit the task's non-neural baseline (classification: TF-IDF + logistic regression; ner: a CRF)",
                         uses_config=True),
     "evaluate": Command("score a saved model on a labelled file",
@@ -94,7 +122,7 @@ COMMANDS: dict[str, Command] = {
                         flags=[_MODEL, (["--input"], {"required": True,
                                                       "help": "questions, Q&A pairs or conversations"}),
                                (["--output"], {"required": True, "help": "answers file (.jsonl)"}),
-                               _PRECISION, (["--batch-size"], {"type": int, "help": "prompts per batch"}),
+                               _PRECISION, (["--batch-size"], {"type": _POSITIVE, "help": "prompts per batch"}),
                                _TEMPLATE, _OVERWRITE]),
     "chat": Command("chat with a generation model in the terminal (streaming)",
                     flags=[_MODEL, _PRECISION, _TEMPLATE]),
@@ -117,25 +145,26 @@ COMMANDS: dict[str, Command] = {
                                              "help": "a file from the same source the model never saw"}),
                             (["--out"], {"help": "folder for audit.json (default: the model folder)"}),
                             (["--canaries"], {"help": "canaries file written by `lmforge canary` (generation models)"}),
-                            (["--candidates"], {"type": int,
+                            (["--candidates"], {"type": _POSITIVE,
                                                 "help": "random candidates each secret is ranked against "
                                                         "(all when the space is smaller)"}),
-                            (["--max-examples"], {"type": int, "help": "examples sampled from each file (0: all)"}),
-                            (["--seed"], {"type": int, "help": "seed of the example and candidate draws"}),
+                            (["--max-examples"], {"type": _NONNEGATIVE, "help": "examples sampled from each file (0: all)"}),
+                            (["--seed"], {"type": _NONNEGATIVE, "help": "seed of the example and candidate draws"}),
                             _PRECISION, _BATCH, _OVERWRITE]),
     "canary": Command("plant random secret canaries in a Q&A/conversation file for `lmforge audit`",
                       flags=[(["input"], {"help": "training file (.jsonl, .json, .csv, .tsv, .parquet)"}),
                              (["--out"], {"required": True, "help": "canaried copy, same format as the input"}),
                              (["--canaries"], {"required": True,
                                                "help": "JSON file recording the secrets (keep it private)"}),
-                             (["--count"], {"type": int, "help": "number of distinct secrets"}),
-                             (["--repeat"], {"type": int, "help": "copies of each canary in the file"}),
-                             (["--digits"], {"type": int, "help": "random digits per secret (|R| = 10^digits)"}),
+                             (["--count"], {"type": _POSITIVE, "help": "number of distinct secrets"}),
+                             (["--repeat"], {"type": _POSITIVE, "help": "copies of each canary in the file"}),
+                             (["--digits"], {"type": _number(int, 1, 18),
+                                             "help": "random digits per secret (|R| = 10^digits)"}),
                              (["--template"], {
                                              "help": "canary sentence with a {secret} placeholder"}),
                              (["--prompt"], {"help": "the question each canary answers"}),
                              (["--encoding"], {"help": "text encoding of the input and output"}),
-                             (["--seed"], {"type": int,
+                             (["--seed"], {"type": _NONNEGATIVE,
                                            "help": "seed of secrets and positions (0: secrets from the OS RNG)"}),
                              _OVERWRITE]),
     "encrypt": Command("encrypt a data file (training reads FILE.enc with data.key_file) or a model/checkpoint "
@@ -153,10 +182,10 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("serve a model over HTTP (OpenAI-compatible chat/completions and embeddings, /v1/classify, "
                      "/v1/explain)",
                      flags=[_MODEL, (["--host"], {"help": "address to bind (default: loopback only)"}),
-                            (["--port"], {"type": int, "help": "TCP port"}),
+                            (["--port"], {"type": _number(int, 1, 65535), "help": "TCP port"}),
                             (["--api-key"],
                              {"help": "require 'Authorization: Bearer KEY' on every request but /health"}),
-                            (["--max-batch"], {"type": int, "help": "most requests per forward pass"}),
+                            (["--max-batch"], {"type": _POSITIVE, "help": "most requests per forward pass"}),
                             _PRECISION, _TEMPLATE]),
     "ui": Command("web UI on this machine: watch, start, compare and try runs under --runs",
                   flags=[(["--runs"], {"help": "folder whose run folders the UI shows and where new runs go"}),
@@ -164,23 +193,23 @@ COMMANDS: dict[str, Command] = {
                                        "help": "a folder the UI may read data files and models from "
                                                "(repeatable; --runs always)"}),
                          (["--host"], {"help": "address to bind; another than loopback wants --api-key"}),
-                         (["--port"], {"type": int, "help": "TCP port"}),
+                         (["--port"], {"type": _number(int, 1, 65535), "help": "TCP port"}),
                          (["--api-key"], {"help": "require 'Authorization: Bearer KEY' on every API request "
                                                   "(the browser asks for it once)"})]),
     "distill": Command("train a smaller student classifier on a teacher's soft labels",
                        uses_config=True,
                        flags=[(["--teacher"], {"help": "teacher model folder (sets distill.teacher)"}),
-                              (["--student-layers"], {"type": int,
+                              (["--student-layers"], {"type": _POSITIVE,
                                                       "help": "keep every k-th teacher layer, this many "
                                                               "(sets distill.student_layers)"}),
                               (["--out"], {"help": "student model folder to write (sets output_dir)"})]),
     "prune": Command("prune the least important attention heads, then fine-tune briefly to recover",
                      flags=[_MODEL, (["--out"], {"required": True, "help": "pruned model folder to write"}),
-                            (["--heads"], {"type": float, "help": "share of all attention heads to prune"}),
-                            (["--recover-steps"], {"type": int, "help": "recovery fine-tune steps (0: none)"}),
-                            (["--linear"], {"type": float,
+                            (["--heads"], {"type": _number(float, 0, 1), "help": "share of all attention heads to prune"}),
+                            (["--recover-steps"], {"type": _NONNEGATIVE, "help": "recovery fine-tune steps (0: none)"}),
+                            (["--linear"], {"type": _number(float, 0, 1),
                                             "help": "also zero this share of each encoder linear weight by magnitude"}),
-                            (["--importance-batches"], {"type": int,
+                            (["--importance-batches"], {"type": _POSITIVE,
                                                         "help": "training batches that score head importance"}),
                             (["overrides"], {"nargs": "*", "metavar": "key=value",
                                              "help": "config overrides on the model's saved run config, "
@@ -197,7 +226,7 @@ COMMANDS: dict[str, Command] = {
                                                        "help": "comma-separated data files whose texts must stay "
                                                                "covered (.csv, .tsv, .jsonl, .json, .parquet)"}),
                                  (["--out"], {"required": True, "help": "trimmed model folder to write"}),
-                                 (["--min-count"], {"type": int,
+                                 (["--min-count"], {"type": _POSITIVE,
                                                     "help": "keep a piece only if the data uses it this many times"}),
                                  (["--columns"], {"help": "comma-separated text columns (default: every text field)"}),
                                  (["--no-chars"], {"action": "store_false", "dest": "chars",
@@ -217,7 +246,7 @@ COMMANDS: dict[str, Command] = {
                               (["--precision"], {"choices": ["auto", "bf16", "fp32"],
                                                  "help": "precision of float folders (default fp32: as trained); "
                                                          "bf16 and int8 folders run as stored"}),
-                              (["--latency-texts"], {"type": int,
+                              (["--latency-texts"], {"type": _POSITIVE,
                                                      "help": "texts timed one at a time for the batch-1 latency"}),
                               _OVERWRITE]),
     "explain": Command("which words drove each prediction of a classifier, and how far to trust that "
@@ -232,8 +261,8 @@ COMMANDS: dict[str, Command] = {
                                               "help": "per class, the words with the largest mean attribution over "
                                                       "--data, beside the TF-IDF baseline's top n-grams"}),
                               (["--data"], {"help": "dataset of --global"}),
-                              (["--ig-steps"], {"type": int, "help": "integration steps of ig"}),
-                              (["--shap-samples"], {"type": int, "help": "permutations sampled per text by shap"}),
+                              (["--ig-steps"], {"type": _POSITIVE, "help": "integration steps of ig"}),
+                              (["--shap-samples"], {"type": _POSITIVE, "help": "permutations sampled per text by shap"}),
                               _PRECISION, _BATCH, _OVERWRITE]),
     "kb": Command("knowledge-base QA: build an index of Q&A pairs or passages, ask it, score it",
                   flags=[(["action"], {"choices": ["build", "ask", "eval"], "help": "what to do"}),
@@ -245,7 +274,7 @@ COMMANDS: dict[str, Command] = {
                           {"help": "ask: generation model folder that writes the answer from the retrieved entries"}),
                          (["--explain"], {"action": "store_true",
                                           "help": "ask: with --generate-with, which passages the answer relied on"}),
-                         (["-k"], {"type": int, "help": "ask: entries retrieved; eval: ranking depth (at least 5)"}),
+                         (["-k"], {"type": _POSITIVE, "help": "ask: entries retrieved; eval: ranking depth (at least 5)"}),
                          (["--data"], {"help": "eval: held-out file with question and answer columns"}), _OVERWRITE]),
 }
 
@@ -262,15 +291,24 @@ def main(argv: list[str] | None = None) -> int:
     log.setup(args.debug)
     try:
         _dispatch(args)
-    except LmforgeError as exc:
+    except (LmforgeError, OSError) as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _message(exc: Exception) -> str:
+    """An OSError the checks could not foresee (a place only root may write, a full disk, a file
+    removed mid-run) names its path and reason, like any other refusal, instead of a stack trace."""
+    if isinstance(exc, OSError) and not isinstance(exc, LmforgeError):
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+        return f"{where}: {exc.strerror or exc}" if where else f"{exc.strerror or exc}"
+    return str(exc)
 
 
 def _dispatch(args: argparse.Namespace) -> None:

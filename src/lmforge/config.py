@@ -158,6 +158,8 @@ class PretrainConfig:
     eval_blocks: int = opt(512, "validation blocks scored at each evaluation (fixed masks, so losses compare)", low=1)
     dropout: float = opt(0.0, "dropout rate while pretraining (a short run sees each text about once, so dropout "
                          "only slows it); the saved config keeps the model's own rate for fine-tuning", low=0, high=1)
+    workers: int = opt(1, "processes that tokenise the corpus into the token file (the file does not depend on it)",
+                       low=1)
 
 
 @dataclass
@@ -238,6 +240,24 @@ def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any]]
     return rows
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.safe_load`, except that a key given twice in one mapping is an error: PyYAML keeps the
+    last value silently, so the line a user edits may be the one that is ignored."""
+
+
+def _unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is given twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 class _RawText(str):
     """A value typed on the command line: converted by the target field's type, not by YAML rules."""
 
@@ -245,13 +265,34 @@ class _RawText(str):
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise LmforgeError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise LmforgeError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise LmforgeError(f"{path}: expected a mapping of options at the top level")
     return data
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file lmforge reads (a config, a search space): any mistake in it is one error naming
+    path:line:column, and a key given twice is refused (`UniqueKeyLoader`)."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}
+    except UnicodeDecodeError as exc:
+        raise LmforgeError(f"{path}: not a UTF-8 text file (byte {exc.start}): is it really a YAML config?") from None
+    except yaml.YAMLError as exc:
+        raise LmforgeError(f"{_yaml_where(path, exc)}: not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _yaml_where(path: Path, exc: yaml.YAMLError) -> str:
+    """`path:line:column` of a YAML error (PyYAML counts from 0), or the path alone."""
+    mark = getattr(exc, "problem_mark", None)
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's reason on one line (its str() adds context lines and a snippet of the file)."""
+    problem = getattr(exc, "problem", None)
+    text = f"{problem} ({getattr(exc, 'context', None)})" if problem and getattr(exc, "context", None) else problem
+    return (text or str(exc)).replace("\n", " ").replace("\t", "\\t")
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:

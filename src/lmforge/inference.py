@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lmforge.config import Config
+from lmforge.data.validate import text_problem
 from lmforge.decoding import generate, prompt_text, rag_prompt, use_template
 from lmforge.errors import LmforgeError
 from lmforge.explain import Budget, Explanation, Scorer, explain
@@ -139,9 +140,10 @@ def _located(prompt: str, parts: list[str]) -> list[Span]:
 
 
 def _check_texts(texts: list[str]) -> None:
-    empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if empty:
-        raise LmforgeError(f"input {empty[0]} is empty or not a string")
+    for i, text in enumerate(texts):
+        problem = text_problem(text)
+        if problem:
+            raise LmforgeError(f"input {i}: {problem}")
 
 
 def load(path: str | Path, precision: str = "auto", batch_size: int = 64, template: str | None = None) -> Loaded:

@@ -11,6 +11,7 @@ stay atomic (`lmforge.atomic`).
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -38,6 +39,8 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[str | Path | None]
     """
     taken: dict[Path, str] = {}
     for out in outputs:
+        if not str(out.path).strip():  # Path("") is the current folder: an empty value is a slip, not a choice
+            raise LmforgeError(f"{out.flag} is empty: give the {out.kind} to write")
         target = _real(out.path)
         if target in taken:
             raise LmforgeError(f"{out.flag} {out.path} is the same path as {taken[target]}; give each output its own path")
@@ -80,7 +83,10 @@ def _refuse_existing(out: Output, target: Path, overwrite: bool, hint: str) -> N
 
 
 def _refuse_unwritable(out: Output, target: Path) -> None:
-    """The nearest existing ancestor must be a folder we may write in (checked, not discovered later)."""
+    """The nearest existing ancestor must be a folder we may write in (checked, not discovered later).
+
+    Permission bits do not tell it all (root may "write" in /proc, a read-only mount says yes to
+    access()), so a file is created there and removed again."""
     parent = target.parent
     while not parent.exists():
         parent = parent.parent
@@ -88,3 +94,9 @@ def _refuse_unwritable(out: Output, target: Path) -> None:
         raise LmforgeError(f"{out.flag} {out.path} lies under {parent}, which is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LmforgeError(f"{out.flag} {out.path}: no permission to write in {parent}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".lmforge-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise LmforgeError(f"{out.flag} {out.path}: cannot write in {parent} ({exc.strerror})") from None

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,13 +71,26 @@ def prepare(cfg: Config, task: Task[Any] | None = None) -> Prepared:
     check_applies(cfg, task)
     data = task.load_data()  # every data error surfaces here, before output_dir is touched
     check_output_dir(cfg)
-    model, tokenizer = task.build_model(data)
-    task.bind(model, tokenizer)
-    train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
-    cfg = recipe.resolve(cfg, model, len(train))
-    freeze(cfg, model)
+    with _removed_if_failing(Path(cfg.output_dir)):  # encoding may write (a pretraining token file), then refuse
+        model, tokenizer = task.build_model(data)
+        task.bind(model, tokenizer)
+        train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
+        cfg = recipe.resolve(cfg, model, len(train))
+        freeze(cfg, model)
     precision = resolve_precision(cfg.train.precision, pick_device())
     return Prepared(cfg, task, data, model, tokenizer, train, validation, precision)
+
+
+@contextmanager
+def _removed_if_failing(folder: Path) -> Iterator[None]:
+    """Remove `folder` if it did not exist before and the block fails: a refused run leaves nothing."""
+    existed = folder.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def fit_prepared(prepared: Prepared, output_dir: Path | None = None, watch: Watch | None = None) -> FitResult:

@@ -25,7 +25,7 @@ import yaml
 
 from lmforge import config as config_mod
 from lmforge.atomic import write_text
-from lmforge.config import Config
+from lmforge.config import Config, read_yaml
 from lmforge.errors import LmforgeError
 from lmforge.evaluate.report import write_table
 from lmforge.log import logger
@@ -85,7 +85,7 @@ def parse_space(items: list[str]) -> list[Dimension]:
 def _read_space_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise LmforgeError(f"search space file {path} not found")
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    loaded = read_yaml(path)
     if not isinstance(loaded, dict):
         raise LmforgeError(f"{path}: expected a mapping of config keys to ranges or lists")
     return loaded

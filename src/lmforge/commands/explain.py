@@ -66,7 +66,8 @@ def _answers(loaded: Loaded, questions: list[str], out: str | None) -> list[dict
 
 
 def _check_sources(text: str | None, input: str | None, global_view: bool, data: str | None) -> None:
-    given = [flag for flag, value in (("--text", text), ("--input", input), ("--global", global_view)) if value]
+    given = [flag for flag, value in (("--text", text), ("--input", input), ("--global", global_view or None))
+             if value is not None]  # `--text ""` was given: said empty below, not "give one of"
     if len(given) != 1:
         raise LmforgeError("give exactly one of --text, --input FILE or --global --data FILE"
                            + (f" (got {', '.join(given)})" if given else ""))

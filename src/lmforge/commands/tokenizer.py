@@ -19,7 +19,9 @@ def run(action: str, inputs: list[str], out: str, kind: str = "wordpiece", vocab
 
     check_outputs([Output(out, "--out", "folder")], inputs, overwrite)
 
-    texts = [t for source in inputs for t in load_texts(source, text_field)]
+    # One built corpus is read from disk on demand; several are joined in memory.
+    texts = load_texts(inputs[0], text_field) if len(inputs) == 1 else \
+        [t for source in inputs for t in load_texts(source, text_field)]
     report = train(texts, Path(out), kind, vocab_size, lowercase, seed).__dict__
     print(json.dumps(report, indent=1))
     logger.info(f"tokenizer saved to {out}: {report['tokens_per_character']} tokens per character, "

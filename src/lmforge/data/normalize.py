@@ -1,4 +1,4 @@
-"""Text normalisation and duplicate detection for raw pretraining corpora.
+"""Text normalisation and language detection for raw pretraining corpora (duplicates: `data.dedup`).
 
 NFKC alone is wrong for Chinese: it turns the full-width comma "，" into ",", so Chinese sentences
 would end up with English punctuation. Here full-width punctuation stays full-width after a CJK
@@ -8,10 +8,8 @@ characters becomes full-width. Full-width letters and digits (１９９８) beco
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
-from typing import Any
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _CJK_CHAR = re.compile(f"[{_CJK}]")
@@ -25,6 +23,14 @@ _TOKEN = re.compile(f"[{_FULL_PUNCT}]|(?<=[{_CJK}])[,!?:;](?=[{_CJK}])")
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _CJK_GAP = re.compile(f"(?<={_CJK_CONTEXT.pattern}) (?={_CJK_CONTEXT.pattern})")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_problem(text: str) -> str | None:
+    """An unpaired surrogate (JSON may spell one, "\\ud800") is not a character: encoders and
+    tokenizers fail on it deep inside, so readers refuse it where it is."""
+    match = _SURROGATE.search(text)
+    return f"text holds an unpaired surrogate (U+{ord(match.group()):04X}): not valid Unicode" if match else None
 
 
 def normalize(text: str) -> str:
@@ -58,34 +64,3 @@ def language(text: str) -> str:
         return "other"
     share = cjk / letters
     return "zh" if share >= 0.8 else "en" if share <= 0.2 else "mixed"
-
-
-def fingerprint(text: str) -> bytes:
-    """Exact-duplicate key: a hash of the text with all whitespace removed."""
-    return hashlib.blake2b("".join(text.split()).encode("utf-8"), digest_size=16).digest()
-
-
-class NearDuplicates:
-    """MinHash-LSH over character 5-gram shingles (datasketch): catches copies with small edits,
-    which exact hashing misses (re-posted news with a changed date line, say)."""
-
-    def __init__(self, threshold: float = 0.8, num_perm: int = 128):
-        from datasketch import MinHashLSH
-
-        self.num_perm = num_perm
-        self.index: Any = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self.count = 0
-
-    def seen(self, text: str) -> bool:
-        """True if a near-duplicate was added before; otherwise remember this text."""
-        from datasketch import MinHash
-
-        compact = "".join(text.split())
-        shingles = {compact[i:i + 5] for i in range(max(1, len(compact) - 4))}
-        signature = MinHash(num_perm=self.num_perm)
-        signature.update_batch([s.encode("utf-8") for s in shingles])
-        if self.index.query(signature):
-            return True
-        self.index.insert(str(self.count), signature)
-        self.count += 1
-        return False

@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,13 @@ def read_rows(path: str | Path, encoding: str = "utf-8", key_file: str = "") -> 
     file and DataError listing every malformed row; a partially read file is never returned.
     """
     path = Path(path)
+    rows = _read_any(path, encoding, key_file)
+    if not rows:  # a header alone, blank lines, [] : every caller would fail later, and less clearly
+        raise LmforgeError(f"{path}: no data rows")
+    return rows
+
+
+def _read_any(path: Path, encoding: str, key_file: str) -> list[Row]:
     if not path.exists():
         raise LmforgeError(f"file not found: {path}")
     if path.is_dir():
@@ -83,10 +91,11 @@ def decode_text(path: Path, data: bytes, encoding: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def decode_error_message(path: Path, data: bytes, encoding: str,
-                         err: UnicodeDecodeError, option: str = "data.encoding") -> str:
-    """Explain a decode failure: where it happened and which encoding the file probably uses."""
-    line = data[: err.start].count(b"\n") + 1
+def decode_error_message(path: Path, data: bytes, encoding: str, err: UnicodeDecodeError,
+                         option: str = "data.encoding", first_line: int = 1) -> str:
+    """Explain a decode failure: where it happened and which encoding the file probably uses
+    (`data` may be a piece of the file that starts at line `first_line`)."""
+    line = data[: err.start].count(b"\n") + first_line
     head = f"{path}:{line}: cannot decode as {encoding} (byte 0x{data[err.start]:02x})"
     guess = _guess_encoding(data)
     if guess is None or _same_codec(guess, encoding):
@@ -231,7 +240,7 @@ def _json_records(path: Path, document: Any) -> list[Any]:
 def _add_object(location: str, value: Any, rows: list[Row], problems: list[Problem]) -> None:
     """Append a JSON object as a row, or a problem if the value is not an object."""
     if isinstance(value, dict):
-        rows.append(Row(location, value))
+        rows.append(Row(location, _missing_as_none(value)))
     else:
         message = f"expected a JSON object, got {type(value).__name__}"
         problems.append(Problem(location, "", message))
@@ -306,7 +315,13 @@ def _read_hf_folder(path: Path) -> list[Row]:
 
 def _numbered_rows(path: Path, records: list[dict[str, Any]]) -> list[Row]:
     """Wrap records from a line-less format, numbering rows from 1."""
-    return [Row(f"{path}:row {index}", record) for index, record in enumerate(records, start=1)]
+    return [Row(f"{path}:row {index}", _missing_as_none(record)) for index, record in enumerate(records, start=1)]
+
+
+def _missing_as_none(values: dict[str, Any]) -> dict[str, Any]:
+    """NaN is how pandas, Parquet and JSON exporters write a missing value; as a float it would pass
+    for a label ('nan', a class of its own) or a number. Validation reports None as missing."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
 
 
 _TEXT_READERS: dict[str, Callable[[Path, str], list[Row]]] = {

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 from lmforge.config import DataConfig
 from lmforge.data.corpus import load_texts
@@ -28,21 +29,25 @@ def read_data(path: str, cfg: DataConfig) -> list[Row]:
     return rows
 
 
-def read_corpus(path: str, cfg: DataConfig) -> list[str]:
-    """Documents of a corpus (a `lmforge corpus build` folder, or .txt/.jsonl/.json files and folders;
-    the text field of JSON is `data.text_column`), personal data replaced when `data.redact_pii`."""
+def read_corpus(path: str, cfg: DataConfig) -> Sequence[str]:
+    """Documents of a corpus (a `lmforge corpus build` folder, read from disk on demand, or
+    .txt/.jsonl/.json files and folders; the text field of JSON is `data.text_column`), personal data
+    replaced when `data.redact_pii` (the redacted copy is held in memory: for a corpus larger than
+    memory, redact it once with `lmforge corpus build --redact-pii`)."""
     texts = load_texts(path, cfg.text_column, cfg.encoding, cfg.key_file)
-    if cfg.redact_pii:
-        from lmforge.privacy.pii import redact
+    if not cfg.redact_pii:
+        return texts
+    from lmforge.privacy.pii import redact
 
-        counts: Counter[str] = Counter()
-        changed = 0
-        for i, text in enumerate(texts):
-            texts[i], found = redact(text)
-            counts.update(found)
-            changed += bool(found)
-        _log_redaction(path, counts, changed, "documents")
-    return texts
+    counts: Counter[str] = Counter()
+    redacted, changed = [], 0
+    for text in texts:
+        text, found = redact(text)
+        redacted.append(text)
+        counts.update(found)
+        changed += bool(found)
+    _log_redaction(path, counts, changed, "documents")
+    return redacted
 
 
 def _log_redaction(path: str, counts: Counter[str], changed: int, unit: str) -> None:

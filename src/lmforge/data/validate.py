@@ -12,6 +12,7 @@ from collections.abc import Hashable, Sequence
 
 from sklearn.model_selection import train_test_split
 
+from lmforge.data.normalize import unicode_problem
 from lmforge.data.readers import Row
 from lmforge.errors import LmforgeError, Problem
 
@@ -22,14 +23,22 @@ def check_text(rows: list[Row], column: str) -> list[Problem]:
     If no row has the column at all, that is almost always a misnamed column in the config,
     so one problem naming the file and the columns present replaces a flood of per-row ones.
     """
-    if not rows:
-        return []
-    found = _columns(rows)
-    if not any(column in row.values for row in rows):
-        source = rows[0].location.rsplit(":", 1)[0]
-        return [Problem(source, column, f"no row has column '{column}' (columns found: {found})")]
+    absent = check_column(rows, column)
+    if absent is not None:
+        return [absent]
     problems = (_text_problem(row, column) for row in rows)
     return [problem for problem in problems if problem is not None]
+
+
+def check_column(rows: list[Row], column: str) -> Problem | None:
+    """One problem naming the file and the columns present when no row has `column`: almost always a
+    misnamed column in the config, which a flood of per-row problems would hide."""
+    if not rows or any(column in row.values for row in rows):
+        return None
+    source = rows[0].location.rsplit(":", 1)[0]
+    found = _columns(rows)
+    tabs = " — the header holds tabs: a tab-separated file needs the .tsv suffix" if "\t" in found else ""
+    return Problem(source, column, f"no row has column '{column}' (columns found: {found}){tabs}")
 
 
 def _columns(rows: list[Row]) -> str:
@@ -43,17 +52,21 @@ def _text_problem(row: Row, column: str) -> Problem | None:
     if column not in row.values:
         found = ", ".join(row.values) or "none"
         return Problem(row.location, column, f"missing column '{column}' (columns found: {found})")
-    value = row.values[column]
+    problem = text_problem(row.values[column])
+    return Problem(row.location, column, problem) if problem else None
+
+
+def text_problem(value: object) -> str | None:
+    """Why `value` cannot be an input text (from a file, the Python API or a server request), or None."""
     # Numbers and other JSON values are not coerced: a number where text is expected usually
     # means columns are swapped, which coercion would hide.
     if not isinstance(value, str):
-        kind = "null" if value is None else type(value).__name__
-        return Problem(row.location, column, f"expected a string, got {kind}")
+        return f"expected a string, got {'null' if value is None else type(value).__name__}"
     if not value.strip():
-        return Problem(row.location, column, "empty text")
+        return "empty text"
     if "\x00" in value:
-        return Problem(row.location, column, "text holds a NUL byte: binary data in a text file? (remove it)")
-    return None
+        return "text holds a NUL byte: binary data in a text file? (remove it)"
+    return unicode_problem(value)
 
 
 def mixed_number_spellings(names: Sequence[str]) -> list[list[str]]:

@@ -20,7 +20,7 @@ from lmforge import config as config_mod
 from lmforge.config import Config, ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.models.int8 import load_int8, read_spec
-from lmforge.models.load import as_folder, hub_call, is_encoder_decoder, load_tokenizer
+from lmforge.models.load import as_folder, check_weights, hub_call, is_encoder_decoder, load_tokenizer
 from lmforge.runtime.device import pick_device, resolve_precision
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ def model_folder(source: str | Path) -> Path:
     folder = Path(as_folder(str(source)))
     if folder.exists() and not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
         raise LmforgeError(f"not a model folder (no config.json or adapter_config.json): {folder}")
+    if folder.is_dir():
+        check_weights(folder)
     return folder
 
 
@@ -61,7 +63,7 @@ def load_placed(source: str | Path, auto_class: str, precision: str = "auto") ->
     spec = read_spec(folder)
     cls = getattr(transformers, auto_class)
     if spec:
-        model = load_int8(cls, folder, spec)
+        model = hub_call(str(source), lambda: load_int8(cls, folder, spec))
     else:
         model = hub_call(str(source), lambda: cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False))
     tokenizer = load_tokenizer(ModelConfig(path=str(folder)))

@@ -13,6 +13,7 @@ from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 GGUF_CACHE = Path(os.environ.get("LMFORGE_CACHE", Path.home() / ".cache" / "lmforge")) / "gguf"
 
 
@@ -35,10 +36,26 @@ def load_model(cfg: ModelConfig, auto_class: Any, **kwargs: Any) -> Any:
     if not cfg.path:
         raise LmforgeError("model.path is empty: give a checkpoint folder, hub id or .gguf file, or set model.preset")
     folder = as_folder(cfg.path)
+    check_weights(Path(folder))
     return hub_call(
         cfg.path,
         lambda: auto_class.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code, **kwargs),
     )
+
+
+def check_weights(folder: Path) -> None:
+    """A local model folder must hold safetensors weights. A pickle checkpoint (pytorch_model.bin,
+    .pt, .ckpt) is refused unopened, whatever transformers would do with it: unpickling a file can
+    run any code its author put there."""
+    if not (folder / "config.json").is_file() or any(folder.glob("*.safetensors")) \
+            or (folder / "adapter_config.json").is_file():
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise LmforgeError(f"{folder} holds only pickle weights ({', '.join(pickles)}); lmforge never unpickles a "
+                           "checkpoint, since loading a pickle can run any code. Convert it to model.safetensors "
+                           "where you trust its source (model.save_pretrained(dir, safe_serialization=True))")
+    raise LmforgeError(f"{folder}: no model weights (model.safetensors) beside its config.json")
 
 
 def is_encoder_decoder(cfg: ModelConfig) -> bool:
@@ -119,9 +136,15 @@ def _dequantised_folder(path: Path) -> Path:
 
 
 def hub_call(source: str, load: Callable[[], Any]) -> Any:
-    """Run a from_pretrained call, turning 'not found / offline' into one clear message."""
+    """Run a from_pretrained call, turning 'not found / offline' and damaged files into one clear message."""
+    from safetensors import SafetensorError
+
     try:
         return load()
+    except SafetensorError as exc:  # a truncated download, a file of something else renamed .safetensors
+        files = ", ".join(sorted(p.name for p in Path(source).glob("*.safetensors"))) or "its weights"
+        raise LmforgeError(f"could not load '{source}': {files} is damaged or not safetensors ({exc}); "
+                           "copy or save the model again") from None
     except (OSError, ValueError) as exc:
         if Path(source).exists():
             raise LmforgeError(f"could not load '{source}': {exc}") from None

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lmforge.atomic import write_dir
+from lmforge.data.corpus import Subset
 from lmforge.errors import LmforgeError
 
 WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -32,9 +34,10 @@ class TokenizerReport:
     tokens_per_character: float  # held-out tokens / characters: lower means more compression
 
 
-def train_tokenizer(texts: list[str], out: Path, kind: str = "wordpiece", vocab_size: int = 16000,
+def train_tokenizer(texts: Sequence[str], out: Path, kind: str = "wordpiece", vocab_size: int = 16000,
                     lowercase: bool = False, seed: int = 0) -> TokenizerReport:
-    """Train on all but a held-out slice of `texts`, save to `out`, and measure on the slice."""
+    """Train on all but a held-out slice of `texts`, save to `out`, and measure on the slice. The
+    training documents are streamed to the trainer, so a built corpus larger than memory works."""
     if kind not in ("wordpiece", "bpe"):
         raise LmforgeError(f"--kind must be wordpiece (encoders) or bpe (decoders), not '{kind}'")
     if vocab_size < 100:
@@ -45,7 +48,7 @@ def train_tokenizer(texts: list[str], out: Path, kind: str = "wordpiece", vocab_
     random.Random(seed).shuffle(order)
     n_held = max(1, int(len(texts) * HELD_OUT))
     held = [texts[i] for i in order[:n_held]]
-    train = [texts[i] for i in order[n_held:]]
+    train = Subset(texts, sorted(order[n_held:]))  # read in file order: sequential on disk
     fast = _wordpiece(train, vocab_size, lowercase) if kind == "wordpiece" else _bpe(train, vocab_size)
     report = _measure(fast, held, kind, len(train))
 
@@ -57,7 +60,7 @@ def train_tokenizer(texts: list[str], out: Path, kind: str = "wordpiece", vocab_
     return report
 
 
-def _wordpiece(texts: list[str], vocab_size: int, lowercase: bool) -> Any:
+def _wordpiece(texts: Sequence[str], vocab_size: int, lowercase: bool) -> Any:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertTokenizerFast
 
@@ -77,7 +80,7 @@ def _wordpiece(texts: list[str], vocab_size: int, lowercase: bool) -> Any:
                              mask_token="[MASK]")
 
 
-def _bpe(texts: list[str], vocab_size: int) -> Any:
+def _bpe(texts: Sequence[str], vocab_size: int) -> Any:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Collection
 from fastapi import FastAPI, HTTPException, Request
 from starlette.responses import JSONResponse
 
+from lmforge.data.validate import text_problem
 from lmforge.serve.batcher import QueueFull
 from lmforge.serve.engine import Engine
 
@@ -109,7 +110,10 @@ def check_texts(app: FastAPI, given: str | list[str]) -> list[str]:
     """The request's texts as a list: 422 when there are none, too many, or an empty one."""
     texts = [given] if isinstance(given, str) else given
     check_count(len(texts), app.state.limits["max_inputs"])
-    empty = [i for i, t in enumerate(texts) if not t.strip()]
-    if empty or not texts:
-        raise HTTPException(422, f"input {empty[0]} is empty" if empty else "input is an empty list")
+    if not texts:
+        raise HTTPException(422, "input is an empty list")
+    for i, text in enumerate(texts):
+        problem = text_problem(text)
+        if problem:
+            raise HTTPException(422, f"input {i}: {problem}")
     return texts

@@ -12,7 +12,14 @@ import torch.nn.functional as F
 from lmforge.config import Config
 from lmforge.data.readers import Row
 from lmforge.data.source import read_data
-from lmforge.data.validate import check_text, duplicate_count, mixed_number_spellings, overlap_count, stratified_split
+from lmforge.data.validate import (
+    check_column,
+    check_text,
+    duplicate_count,
+    mixed_number_spellings,
+    overlap_count,
+    stratified_split,
+)
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.registry import register_task
@@ -63,6 +70,9 @@ class Classification:
         d = self.cfg.data
         if not d.train:
             raise LmforgeError("data.train is empty: give a training file")
+        if d.text_column == d.label_column:
+            raise LmforgeError(f"data.text_column and data.label_column are both '{d.text_column}': the model "
+                               "would read the answer it has to predict")
         problems: list[Problem] = []
         train = self._read(d.train, problems)
         duplicates = duplicate_count(train.texts)  # counted before a validation share is held out
@@ -116,6 +126,10 @@ class Classification:
     def _read(self, path: str, problems: list[Problem]) -> Split:
         rows = read_data(path, self.cfg.data)
         found = check_text(rows, self.cfg.data.text_column)
+        no_labels = check_column(rows, self.cfg.data.label_column)
+        if no_labels is not None:
+            problems += [*found, no_labels]
+            return Split(path, [], [], [])
         bad = {p.location for p in found}
         problems += found
         texts, labels, locations = [], [], []

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lmforge.config import Config
+from lmforge.data.corpus import Subset
 from lmforge.data.shards import Blocks, encode_tokens, open_blocks, write_tokens
 from lmforge.data.source import read_corpus
 from lmforge.data.validate import stratified_split
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 class TextSplit:
     name: str  # "train" | "validation": names the token file under <output_dir>/tokens; "" : in memory
     source: str
-    texts: list[str]
+    texts: Sequence[str]  # a built corpus is read from disk on demand
 
     @property
     def locations(self) -> list[str]:
@@ -49,6 +50,10 @@ class TextSplit:
 def build(cfg: Config) -> "Pretrain":
     if cfg.objective not in ("mlm", "clm"):
         raise LmforgeError(f"objective must be mlm (masked LM, encoder) or clm (causal LM, decoder), not '{cfg.objective}'")
+    shortest = 3 if cfg.objective == "mlm" else 2  # [CLS] + one token + [SEP]; one token and its successor
+    if cfg.model.max_length < shortest:
+        raise LmforgeError(f"config key 'model.max_length': {cfg.model.max_length} leaves no text in a "
+                           f"{cfg.objective} block: at least {shortest}")
     return Pretrain(cfg)
 
 
@@ -99,9 +104,9 @@ class Pretrain:
             if len(texts) < 2:
                 raise LmforgeError(f"{d.train}: a single document cannot be split for validation; give data.validation")
             keep, held = stratified_split(["all"] * len(texts), d.validation_fraction, self.cfg.train.seed)
-            train = TextSplit("train", d.train, [texts[i] for i in keep])
+            train = TextSplit("train", d.train, Subset(texts, keep))
             validation = TextSplit("validation", f"{d.train} (held-out {d.validation_fraction:.0%} of documents)",
-                                   [texts[i] for i in held])
+                                   Subset(texts, held))
         logger.info(f"corpus: {len(train.texts)} training and {len(validation.texts)} validation documents, "
                     f"{sum(map(len, train.texts))} characters")
         return Data(train, validation, validation)
@@ -153,7 +158,7 @@ class Pretrain:
         length = self.cfg.model.max_length - (2 if self.mlm else 0)  # MLM blocks get [CLS] ... [SEP]
         if split.name:
             path = Path(self.cfg.output_dir) / "tokens" / f"{split.name}.bin"
-            meta = write_tokens(split.texts, t, path, separator, word_starts=words)
+            meta = write_tokens(split.texts, t, path, separator, word_starts=words, workers=self.p.workers)
             limit = self.p.eval_blocks if split.name == "validation" else 0
             blocks, tokens = open_blocks(path, meta["dtype"], length, limit, word_starts=words), meta["tokens"]
         else:
