@@ -1,5 +1,6 @@
 """The same loop on 2 gloo processes matches one process at equal global batch: DDP under torchrun,
-and FSDP under `accelerate launch --config_file configs/accelerate/fsdp.yaml` (with resume and best/).
+FSDP under `accelerate launch --config_file configs/accelerate/fsdp.yaml` (with resume and best/),
+and DP-SGD under torchrun (clipping per example, noise once per global batch, the same epsilon).
 
 Tolerances: every run is fp32 on the same data in the same order; two processes differ from one only
 in the order float32 additions happen (each process sums its half of the batch, then the halves are
@@ -7,7 +8,7 @@ added), a relative error near 1e-7 per operation. Over 6 AdamW steps the weights
 6e-7 of one process (DDP and FSDP alike), so weights are compared at atol 1e-5 (rtol 1e-4) and losses
 at rel 1e-5. The faults these tests exist for land far outside (measured by planting each one): one
 process's share left out of the gradient moves weights by 1e-2, a gradient averaged instead of
-summed over processes by 3.4e-4.
+summed over processes by 3.4e-4, DP noise added by both processes instead of once by 1.7e-4.
 """
 
 import json
@@ -24,6 +25,9 @@ TESTS = Path(__file__).parent
 WORKER, ROOT = TESTS / "dist_worker.py", TESTS.parent
 RUN = ["train.max_steps=6", "train.batch_size=16", "train.lr=2e-3", "train.precision=fp32", "train.eval_every=3",
        "train.log_every=1", "train.schedule=constant", "train.warmup_ratio=0", "train.metric=loss"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+DP = "privacy.dp.target_epsilon=8"
+NO_NOISE = "privacy.dp.noise_multiplier=1e-9"  # noise far below the tolerances; 0 would turn DP-SGD off
 
 
 def _launch(prefix: list[str], out: Path, args: list[str], flags: tuple[str, ...] = ()) -> list[dict]:
@@ -70,7 +74,7 @@ def _accelerate(config: str, port: int, *options: str) -> list[str]:
 
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(one, tiny, tmp_path):
-    """Launched with configs/accelerate/ddp.yaml, the same as torchrun."""
+    """Launched with configs/accelerate/ddp.yaml (torchrun: test_dp_sgd_on_two_processes_matches_one)."""
     [two] = _launch(_accelerate("ddp.yaml", 29533), tmp_path, [*_base(tiny), f"output_dir={tmp_path / 'run'}"])
     assert two["processes"] == 2 and not two["sharded"]  # really two processes sharing each batch
     _assert_same_weights(load_file(one / "0.safetensors"), load_file(tmp_path / "0.safetensors"))
@@ -96,3 +100,23 @@ def test_fsdp_two_processes_match_one_resume_and_save_a_plain_folder(one, tiny, 
     best = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "best")
     _assert_same_weights(reference, {k: v for k, v in best.state_dict().items() if k in reference})
     assert set(best.config.id2label.values()) == {"neg", "pos"}
+
+
+@pytest.mark.slow
+def test_dp_sgd_on_two_processes_matches_one(tiny, tmp_path):
+    """Poisson batches of the global rate, clipped per example on each process, noised once: with
+    (almost) no noise the weights prove the clipped sum is per example and global; with the noise of
+    epsilon=8 they prove it was added once, with the std of one process (rank 0 draws the noise a
+    one-process run with the same seed draws; noise from both processes would double it). The
+    two-process runs also split each batch into two micro-batches. Epsilon is the one-process one."""
+    base = _base(tiny)
+    runs = [NO_NOISE, "output_dir={}/no_noise", "--then", "privacy.dp.noise_multiplier=0", DP, "output_dir={}/dp"]
+    one = _launch([sys.executable], tmp_path / "one", [*base, *(a.format(tmp_path / "one") for a in runs)])
+    two = _launch([*TORCHRUN, "--master_port", "29553"], tmp_path / "two",
+                  [*base, "train.grad_accum=2", *(a.format(tmp_path / "two") for a in runs)])
+    assert [r["processes"] for r in one + two] == [1, 1, 2, 2]
+    for i in (0, 1):
+        _assert_same_weights(load_file(tmp_path / "one" / f"{i}.safetensors"),
+                             load_file(tmp_path / "two" / f"{i}.safetensors"))
+    assert one[1]["dp_epsilon"] == pytest.approx(two[1]["dp_epsilon"], rel=1e-12)
+    assert 0 < two[1]["dp_epsilon"] <= 8 + 1e-6
