@@ -1,5 +1,5 @@
-"""The same loop on 2 gloo processes matches one process at equal global batch: DDP under torchrun,
-FSDP under `accelerate launch --config_file configs/accelerate/fsdp.yaml` (with resume and best/),
+"""The same loop on 2 gloo processes matches one process at equal global batch: DDP and FSDP under
+`accelerate launch --config_file configs/accelerate/{ddp,fsdp}.yaml` (FSDP with resume and best/),
 and DP-SGD under torchrun (clipping per example, noise once per global batch, the same epsilon).
 
 Tolerances: every run is fp32 on the same data in the same order; two processes differ from one only
