@@ -41,8 +41,8 @@ def test_poisson_epoch_is_seeded_and_samples_at_rate_q():
 
 def test_config_checks(tiny_cfg):
     assert build_dp(tiny_cfg(), CLASSIFIER, 216, 10, 1) is None  # off by default
-    with pytest.raises(LmforgeError, match="one process"):
-        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1"), CLASSIFIER, 216, 10, 2)
+    with pytest.raises(LmforgeError, match="data parallelism.*not FSDP"):
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1"), CLASSIFIER, 216, 10, 2, "FSDP")
     with pytest.raises(LmforgeError, match="not both"):
         build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.target_epsilon=3"), CLASSIFIER, 216, 10, 1)
     with pytest.raises(LmforgeError, match="below 1/N"):

@@ -24,13 +24,15 @@ def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
     from accelerate import PartialState
 
     from lmforge.train.checkpoint import save_model_folder
+    from lmforge.train.parallel import make_accelerator, sharded_weights
 
     cfg = dataclasses.replace(cfg, task="pretrain")
     prepared, result = train(cfg, resume)
     out = Path(cfg.output_dir)
+    weights = sharded_weights(make_accelerator(), prepared.model)  # under FSDP every process gathers
     if not PartialState().is_main_process:
         return {}
-    save_model_folder(out / "final", prepared.model, prepared.tokenizer, cfg)
+    save_model_folder(out / "final", prepared.model, prepared.tokenizer, cfg, weights=weights)
     metrics = _summary(cfg, result, len(prepared.train))
     write_json(out / "metrics.json", metrics)
     for warning in metrics["warnings"]:

@@ -16,6 +16,16 @@ of a 21k-token embedding table at width 64) and made large DP batches, which DP 
 Privacy accounting assumes Poisson sampling (`train.batching.poisson_epoch`) and one optimizer
 step per planned batch: an empty batch still takes a step that releases noise only, and is
 counted, because skipping it would make the step count depend on the data drawn.
+
+Under torchrun (DDP) the mechanism stays the one-process one, so the accountant's epsilon is too.
+Every process draws the same global Poisson batch (a pure function of seed and epoch, each example
+in with the global rate q = batch_size / N) and clips the per-example gradients of its share; the
+clipped sums are added over processes *after* the noise, which only the first process adds
+(Opacus' distributed optimizer): one Gaussian of std sigma*C per global batch, as on one process.
+The alternative, sigma*C/sqrt(world) from each process, is exact only for independent draws, and
+every process here seeds its RNG alike (the model's initial weights must agree), so the draws
+would coincide and add up to sqrt(world) times too much noise. With rank 0's draw, a two-process
+run adds the very noise a one-process run with the same seed adds.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ class DPTraining:
     delta: float
     batch_size: int
     mechanism: str = "rdp"
+    processes: int = 1  # DDP processes sharing each global batch
     accountant: Any = field(default=None, repr=False)
     module: Any = field(default=None, repr=False)  # Opacus' hooks, once `wrap` set them
     optimizer: Any = field(default=None, repr=False)  # the noising optimizer `wrap` returned
@@ -67,7 +78,7 @@ class DPTraining:
         """Hook `model`'s own layers for per-example gradient norms (so calling `model` itself
         records them) and return `optimizer` wrapped to add noise; train with `backward`."""
         from opacus.grad_sample import GradSampleModuleFastGradientClipping
-        from opacus.optimizers import DPOptimizerFastGradientClipping
+        from opacus.optimizers import DistributedDPOptimizerFastGradientClipping, DPOptimizerFastGradientClipping
 
         check_supported(model)
         _per_example_position_ids(model)
@@ -76,9 +87,17 @@ class DPTraining:
         # which under Poisson sampling must not depend on the batch actually drawn.
         self.module = GradSampleModuleFastGradientClipping(model, loss_reduction="sum",
                                                            max_grad_norm=self.max_grad_norm, use_ghost_clipping=True)
-        self.optimizer = DPOptimizerFastGradientClipping(optimizer, noise_multiplier=self.noise_multiplier,
-                                                         max_grad_norm=self.max_grad_norm,
-                                                         expected_batch_size=self.batch_size, loss_reduction="mean")
+        if self.processes > 1:
+            # Each process's share of the expected batch: the distributed optimizer divides by it,
+            # sums over processes and divides by their number, i.e. divides the sum by batch_size.
+            _without_gradient_sync(model)
+            self.optimizer = DistributedDPOptimizerFastGradientClipping(
+                optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
+                expected_batch_size=self.batch_size / self.processes, loss_reduction="mean")
+        else:
+            self.optimizer = DPOptimizerFastGradientClipping(optimizer, noise_multiplier=self.noise_multiplier,
+                                                             max_grad_norm=self.max_grad_norm,
+                                                             expected_batch_size=self.batch_size, loss_reduction="mean")
         self.optimizer.attach_step_hook(lambda _: self.step())  # runs once per real (noised) step
         return self.optimizer
 
@@ -157,20 +176,22 @@ class DPTraining:
         self.accountant.history = [tuple(h) for h in state["history"]]
 
 
-def build_dp(cfg: Config, task: Trainable, n_train: int, steps: int, num_processes: int) -> DPTraining | None:
-    """The run's DP-SGD settings, or None when privacy.dp is off; checks the run can be made private."""
+def build_dp(cfg: Config, task: Trainable, n_train: int, steps: int, processes: int,
+             engine: str = "NO") -> DPTraining | None:
+    """The run's DP-SGD settings, or None when privacy.dp is off; checks the run can be made private.
+    `processes` share each global batch; `engine` is accelerate's distributed type (FSDP, ...)."""
     dp = cfg.privacy.dp
     if not dp_enabled(dp):
         return None
     if not isinstance(task, PerExampleLosses):
         raise LmforgeError(f"DP-SGD is not available for task {task.name}: it needs each example's loss")
-    _check_settings(cfg, n_train, num_processes)
+    _check_settings(cfg, n_train, engine)
     delta = dp.delta or 1.0 / (10 * n_train)
-    q = min(cfg.train.batch_size / n_train, 1.0)
+    q = min(cfg.train.batch_size / n_train, 1.0)  # the global rate, whatever the number of processes
     sigma = dp.noise_multiplier or _noise_for_target(dp, delta, q, steps)
-    run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant)
+    run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant, processes)
     logger.info(f"DP-SGD: noise multiplier {sigma:.4f}, sample rate {q:.4g}, clip {dp.max_grad_norm}, "
-                f"delta {delta:.3g}, {dp.accountant} accountant over {steps} planned steps")
+                f"delta {delta:.3g}, {dp.accountant} accountant over {steps} planned steps, {processes} process(es)")
     return run
 
 
@@ -185,7 +206,7 @@ def _noise_for_target(dp: DPConfig, delta: float, q: float, steps: int) -> float
                            f"at sample rate {q:.4g}: {exc}") from None
 
 
-def _check_settings(cfg: Config, n_train: int, num_processes: int) -> None:
+def _check_settings(cfg: Config, n_train: int, engine: str) -> None:
     dp = cfg.privacy.dp
     if dp.target_epsilon > 0 and dp.noise_multiplier > 0:
         raise LmforgeError("privacy.dp: give target_epsilon or noise_multiplier, not both")
@@ -199,9 +220,18 @@ def _check_settings(cfg: Config, n_train: int, num_processes: int) -> None:
     if cfg.train.gradient_checkpointing:
         raise LmforgeError("DP-SGD cannot run with train.gradient_checkpointing: the recomputed forward pass would "
                            "record every example's layer inputs twice for per-example clipping")
-    if num_processes > 1:
-        raise LmforgeError("DP-SGD runs on one process only for now: each process would clip and noise its own "
-                           "share and the accountant would miscount; run without torchrun/accelerate launch")
+    if engine in ("FSDP", "DEEPSPEED"):
+        raise LmforgeError(f"DP-SGD runs under data parallelism (torchrun, configs/accelerate/ddp.yaml), not {engine}: "
+                           "per-example clipping needs each process to hold the whole model")
+
+
+def _without_gradient_sync(model: torch.nn.Module) -> None:
+    """Switch DDP's gradient averaging in backward off for good (what its `no_sync()` does for one
+    step): the distributed DP optimizer sums the clipped gradients over processes itself, after the
+    noise. DDP would average the gradients of ghost clipping's first, norm-only backward pass, which
+    are thrown away: an all-reduce of every gradient per step for nothing."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model.require_backward_grad_sync = False
 
 
 def _per_example_position_ids(model: torch.nn.Module) -> None:

@@ -34,15 +34,17 @@ class TrainState:
 
 
 def save_model_folder(folder: Path, model: Any, tokenizer: Any, cfg: Any,
-                      privacy: dict[str, Any] | None = None) -> None:
+                      privacy: dict[str, Any] | None = None, weights: dict[str, torch.Tensor] | None = None) -> None:
     """A standard HF folder (safetensors, config, tokenizer) plus the run config that made it and a
-    model card stating its privacy guarantee (`privacy`: `DPTraining.card()`, None without DP)."""
+    model card stating its privacy guarantee (`privacy`: `DPTraining.card()`, None without DP).
+    `weights`: the whole weights gathered from a model sharded over processes (FSDP), whose own
+    parameters are only this process's shards; None saves the model's own."""
     from lmforge.privacy.card import write_card
 
-    model = _standalone(model)
+    model = _standalone(model) if weights is None else model
 
     def fill(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         config_mod.save(cfg, tmp / CONFIG_FILE)
         write_card(tmp, cfg, privacy)
@@ -62,19 +64,30 @@ def _standalone(model: Any) -> Any:
     return copy.deepcopy(model).merge_and_unload()
 
 
-def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: TrainState,
-                    rng_states: list[dict[str, Any]]) -> None:
-    """Everything `load_checkpoint` needs; `rng_states` holds one entry per process.
+@dataclass
+class Saved:
+    """What a checkpoint restores besides the scheduler and RNG: where training stood, and the
+    whole weights and optimizer state for `train.parallel.load_full_state` to hand to the model."""
+
+    state: TrainState
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+
+
+def save_checkpoint(folder: Path, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], scheduler: Any,
+                    state: TrainState, rng_states: list[dict[str, Any]]) -> None:
+    """Everything `load_checkpoint` needs; `weights` and `optimizer_state` are whole (gathered from
+    every process under FSDP, `train.parallel`), `rng_states` holds one entry per process.
 
     Nothing in a checkpoint is a pickle of arbitrary objects: weights are safetensors, optimizer and
     scheduler states are tensors and plain values that `torch.load(weights_only=True)` reads, and the
     rest is JSON. A run folder copied from elsewhere can then be resumed without running its code.
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     def fill(tmp: Path) -> None:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file(weights, str(tmp / "model.safetensors"))
+        torch.save(optimizer_state, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "rng.json").write_text(json.dumps(rng_states))
         (tmp / "state.json").write_text(json.dumps(asdict(state), indent=1))
@@ -82,18 +95,19 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, st
     write_dir(folder, fill)
 
 
-def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, rank: int) -> TrainState:
-    """Restore weights, optimizer, scheduler and this process's RNG; return the saved state.
+def load_checkpoint(folder: Path, scheduler: Any, rank: int) -> Saved:
+    """Read every file, restore the scheduler and this process's RNG, return the rest.
 
     Every file is read without unpickling objects; one that does not parse is refused by name."""
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file
 
-    _read(folder / "model.safetensors", lambda path: load_model(model, str(path)))
-    optimizer.load_state_dict(_read(folder / "optimizer.pt", _tensors_only))
+    weights = _read(folder / "model.safetensors", lambda path: load_file(str(path)))
+    optimizer = _read(folder / "optimizer.pt", _tensors_only)
     scheduler.load_state_dict(_read(folder / "scheduler.pt", _tensors_only))
     rngs = _read(folder / "rng.json", lambda path: json.loads(path.read_text()))
-    set_rng_state(rngs[rank])
-    return TrainState(**_read(folder / "state.json", lambda path: json.loads(path.read_text())))
+    set_rng_state(rngs[rank % len(rngs)])  # resumed on more processes than wrote it: reuse a state
+    return Saved(TrainState(**_read(folder / "state.json", lambda path: json.loads(path.read_text()))), weights,
+                 optimizer)
 
 
 def _tensors_only(path: Path) -> Any:

@@ -26,6 +26,7 @@ from lmforge.runtime.collate import Batch, Features
 from lmforge.runtime.device import autocast
 from lmforge.runtime.forward import merge_shards, run_forward
 from lmforge.tasks.contracts import CountsFlops, Model, Trainable
+from lmforge.train import parallel
 from lmforge.train.batching import micro_batches
 from lmforge.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint, save_model_folder
 from lmforge.train.optim import build_optimizer, build_scheduler
@@ -62,12 +63,10 @@ def fit(cfg: Config, task: Trainable, model: Model, tokenizer: PreTrainedTokeniz
     `precision` ("bf16" | "fp32") is resolved once by the caller (`lmforge.run.prepare`). `watch`
     sees every evaluation's scores and may stop the run by returning a reason (a sweep prunes
     hopeless trials this way); the reason becomes `FitResult.stopped`."""
-    from accelerate import Accelerator
-
     _check_budget(cfg, len(train))
     # Autocast is applied by the loop, not by accelerate: accelerate fixes the precision once per
     # process, and one Python process may run several fits (tests, notebooks, sweeps).
-    acc = Accelerator()
+    acc = parallel.make_accelerator()
     run = _Run(cfg, task, acc, train, evaluation, Path(cfg.output_dir), precision, tokenizer, watch)
     return run.go(model)
 
@@ -104,6 +103,7 @@ class _Run:
         self.metric = self.t.metric or task.default_metric
         self.lower_better = any(word in self.metric for word in LOWER_IS_BETTER)
         self.main = acc.is_main_process
+        parallel.check_engine(acc, self.t.grad_accum)
         self.strategy = build_strategy(cfg, task, acc, len(train), self.total)
         self.flops_per_token = 0.0  # set in go() for tasks that report model FLOPs (MFU in the logs)
 
@@ -143,8 +143,9 @@ class _Run:
             return TrainState()
         if not (ckpt / "state.json").is_file():
             raise LmforgeError(f"--resume: no checkpoint in {ckpt}")
-        state = load_checkpoint(ckpt, self.acc.unwrap_model(self.model), self.optimizer, self.scheduler,
-                                self.acc.process_index)
+        saved = load_checkpoint(ckpt, self.scheduler, self.acc.process_index)
+        parallel.load_full_state(self.acc, self.model, self.optimizer, saved.weights, saved.optimizer)
+        state = saved.state
         self.strategy.load_state_dict(state.strategy)
         logger.info(f"resumed from {ckpt} at step {state.step}")
         return state
@@ -230,11 +231,15 @@ class _Run:
 
     def _evaluate(self, state: TrainState) -> dict[str, float]:
         """Score the evaluation split, sharded over processes, and log the result."""
+        from accelerate.utils import gather_object
+
         acc = self.acc
-        mine = list(range(acc.process_index, len(self.evaluation), acc.num_processes))
+        # A sharded model's every forward pass is a collective: all processes then score everything.
+        mine = list(range(len(self.evaluation))) if parallel.sharded(acc) else \
+            list(range(acc.process_index, len(self.evaluation), acc.num_processes))
         outputs = run_forward(self.task, self.model, self.evaluation, self.t.batch_size * 2, acc.device,
                               self.precision, mine)
-        shards = acc.gather_object([(mine, outputs)]) if acc.num_processes > 1 else [(mine, outputs)]
+        shards = [(mine, outputs)] if parallel.sharded(acc) else gather_object([(mine, outputs)])
         scores = self.task.score(merge_shards(shards), self.evaluation)
         record = {f"eval_{k}": v for k, v in scores.items()} | self.strategy.eval_record()
         self._log(state, record)
@@ -251,9 +256,10 @@ class _Run:
         improved = state.best is None or (value < state.best if self.lower_better else value > state.best)
         if improved:
             state.best, state.bad_evals = value, 0
+            weights = parallel.sharded_weights(self.acc, self.model)
             if self.main:
                 save_model_folder(self.out / "best", self.acc.unwrap_model(self.model), self.tokenizer, self.cfg,
-                                  privacy=self.strategy.card())
+                                  privacy=self.strategy.card(), weights=weights)
             logger.info(f"new best {self.metric}={value:.4f}: saved {self.out / 'best'}")
         else:
             state.bad_evals += 1
@@ -263,11 +269,14 @@ class _Run:
         return self.watch(state.step, scores) if self.watch else None
 
     def _checkpoint(self, state: TrainState) -> None:
+        from accelerate.utils import gather_object
+
         state.strategy = self.strategy.state_dict()
-        rngs = self.acc.gather_object([rng_state()]) if self.acc.num_processes > 1 else [rng_state()]
+        rngs = gather_object([rng_state()])  # one entry per process, in rank order
+        weights = parallel.full_weights(self.acc, self.model)  # every process joins: FSDP gathers the shards
+        optimizer = parallel.full_optimizer_state(self.acc, self.model, self.optimizer)
         if self.main:
-            save_checkpoint(self.out / "checkpoint", self.acc.unwrap_model(self.model), self.optimizer,
-                            self.scheduler, state, rngs)
+            save_checkpoint(self.out / "checkpoint", weights, optimizer, self.scheduler, state, rngs)
         self.acc.wait_for_everyone()
 
     def _log(self, state: TrainState, values: dict[str, float]) -> None:

@@ -108,5 +108,5 @@ def build_strategy(cfg: Config, task: Trainable, acc: Accelerator, n_train: int,
     """DP-SGD when `privacy.dp` is on, else plain training."""
     from lmforge.privacy.dp import build_dp
 
-    dp = build_dp(cfg, task, n_train, steps, acc.num_processes)
+    dp = build_dp(cfg, task, n_train, steps, acc.num_processes, acc.distributed_type.value)
     return dp if dp is not None else Plain(cfg, acc)
