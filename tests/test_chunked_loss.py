@@ -45,6 +45,7 @@ def _losses_and_grads(model, labels, ids, chunked: bool, weights=None, bf16: boo
 @pytest.mark.parametrize("weighted", [False, True], ids=["summed", "per-example-weights"])
 def test_chunked_losses_and_gradients_equal_the_full_logits(monkeypatch, build, weighted):
     monkeypatch.setattr(lm_head, "CHUNK_LOGITS", 97 * 4)  # 4 positions per chunk: many chunks, a ragged last one
+    monkeypatch.setattr(lm_head, "WEIGHT_ROWS", 9)  # the weight gradient taken every 2 chunks, and at the end
     model = build()
     model.eval()  # no dropout: both passes see the same network
     ids = torch.randint(0, 97, (3, 11))

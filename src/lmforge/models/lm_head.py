@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 IGNORE = -100
 CHUNK_LOGITS = 1 << 22  # logits per chunk (16 MB in fp32): one chunk's softmax stays in the CPU's cache
+WEIGHT_ROWS = 2048  # positions whose logit gradients are multiplied into the weight gradient at once
 
 
 def token_losses(model: Any, labels: torch.Tensor, chunked: bool = False, **inputs: torch.Tensor) -> torch.Tensor:
@@ -105,35 +106,44 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 def _chunks(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor,
             rows: int, dtype: torch.dtype, want_hidden: bool, want_weight: bool, weights: torch.Tensor | None = None,
             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Losses, and the gradients of sum(weights x losses) (weights 1 by default) w.r.t. hidden, weight, bias."""
+    """Losses, and the gradients of sum(weights x losses) (weights 1 by default) w.r.t. hidden, weight, bias.
+
+    The logits' gradients (softmax - one-hot) go into a buffer of WEIGHT_ROWS positions, multiplied into
+    the weight's gradient when it is full: a bf16 product comes out as a (vocab, hidden) tensor to widen to
+    fp32 and add, which per chunk of a few hundred positions cost more than the product itself."""
+    n, vocab = hidden.shape[0], weight.shape[0]
     w = weight.to(dtype)
     b = bias.to(dtype) if bias is not None else None
-    losses = torch.zeros(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-    d_hidden = torch.zeros_like(hidden) if want_hidden else None
+    losses = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    d_hidden = torch.empty_like(hidden) if want_hidden else None
     d_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_weight else None
-    d_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if want_weight and bias is not None \
-        else None
-    for start in range(0, hidden.shape[0], rows):
-        part = slice(start, start + rows)
-        h, t = hidden[part].to(dtype), target[part]
+    d_bias = torch.zeros(vocab, dtype=torch.float32, device=weight.device) if want_weight and bias is not None else None
+    grads = want_hidden or want_weight
+    buffer = torch.empty(min(n, max(rows, WEIGHT_ROWS)), vocab, dtype=dtype, device=hidden.device) if grads else None
+    done = 0  # positions whose logit gradients are already in d_weight
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        h, t = hidden[start:stop].to(dtype), target[start:stop]
         valid = t != IGNORE
-        logits = F.linear(h, w, b).float()
-        lse = torch.logsumexp(logits, -1)
         at = torch.where(valid, t, 0).unsqueeze(1)
-        losses[part] = torch.where(valid, lse - logits.gather(1, at).squeeze(1), 0.0)
-        if not (want_hidden or want_weight):
+        log_probs = torch.log_softmax(F.linear(h, w, b).float(), -1)
+        losses[start:stop] = torch.where(valid, -log_probs.gather(1, at).squeeze(1), 0.0)
+        if buffer is None:
             continue
-        # d loss / d logits = softmax - one-hot, zero at ignored positions; in place on the logits
-        d_logits = logits.sub_(lse.unsqueeze(1)).exp_()
-        d_logits.scatter_add_(1, at, torch.full_like(at, -1, dtype=d_logits.dtype))
-        scale = valid.to(d_logits.dtype) if weights is None else torch.where(valid, weights[part].float(), 0.0)
-        d_logits = d_logits.mul_(scale.unsqueeze(1)).to(dtype)
+        d_logits = log_probs.exp_().scatter_add_(1, at, torch.full_like(at, -1, dtype=torch.float32))
+        if weights is not None:
+            d_logits.mul_(torch.where(valid, weights[start:stop].float(), 0.0).unsqueeze(1))
+        elif not bool(valid.all()):
+            d_logits.index_fill_(0, torch.nonzero(~valid).squeeze(1), 0.0)
+        d = buffer[start - done:stop - done].copy_(d_logits)
         if d_hidden is not None:
-            d_hidden[part] = d_logits @ w
-        if d_weight is not None:
-            d_weight += (d_logits.t() @ h).float()
+            d_hidden[start:stop] = d @ w
+        if stop == n or stop - done + rows > len(buffer):
+            if d_weight is not None:
+                d_weight += (buffer[:stop - done].t() @ hidden[done:stop].to(dtype)).float()
             if d_bias is not None:
-                d_bias += d_logits.float().sum(0)
+                d_bias += buffer[:stop - done].float().sum(0)
+            done = stop
     return losses, d_hidden, d_weight, d_bias
 
 
