@@ -1,6 +1,7 @@
 """Compression on zh sentiment: the `lmforge compare` table for the fp32 classifier, its bf16 and
 int8-dynamic quantizations (made here), any distilled/pruned folders given, and the ONNX export run
-by onnxruntime, with HF `transformers.pipeline` fp32 on the same folder as the anchor, in one run.
+by onnxruntime, with HF `transformers.pipeline` fp32 on the same folder as the anchor, in one run,
+each row in its own process (bench/variants.py).
 
 Targets (issue 7): int8 or bf16 >= 2x the fp32 throughput at <= 1 point accuracy loss; a 2-layer
 student >= 3x faster than its teacher at <= 3 points loss.
@@ -13,17 +14,29 @@ model from `lmforge finetune configs/classify/zh_sentiment.yaml`):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from variants import in_own_process, report
 
 from lmforge.commands.compare import write
-from lmforge.compress.measure import THROUGHPUT_BATCH, Row, measure, median_latency_ms, table, timed, with_speedups
+from lmforge.compress.measure import (
+    THROUGHPUT_BATCH,
+    Row,
+    measure,
+    median_latency_ms,
+    parameters,
+    table,
+    timed,
+    with_speedups,
+)
 from lmforge.compress.quantize import quantize, weights_mb
 from lmforge.evaluate.metrics import classification_metrics
 from lmforge.inference import load
+from lmforge.runtime.device import describe_box
 
 
 def pipeline_row(folder: Path, texts: list[str], truth: np.ndarray, latency_texts: int) -> Row:
@@ -74,9 +87,27 @@ def onnx_row(folder: Path, out: Path, texts: list[str], truth: np.ndarray, laten
                metrics["accuracy"], metrics["f1_macro"])
 
 
+def measure_row(name: str, args: argparse.Namespace) -> Row:
+    """One row of the table, measured in this process: fp32 | bf16 | int8-dynamic | extra:<i> | onnx | pipeline."""
+    model, out = Path(args.model), Path(args.out)
+    if name == "fp32":
+        return measure(str(model), args.data, "fp32", args.latency_texts, name="fp32 (original)")
+    if name in ("bf16", "int8-dynamic"):
+        return measure(str(out / name), args.data, "fp32", args.latency_texts, name=name)
+    if name.startswith("extra:"):
+        return measure(args.extra[int(name.split(":")[1])], args.data, "fp32", args.latency_texts)
+    loaded = load(model)  # class ids in the model's own label order, as the pipeline reports them
+    split = loaded.task.read_split(args.data)
+    truth = loaded.classifier("be compared").targets(split)
+    if name == "onnx":
+        return onnx_row(model, out / "onnx", split.texts, truth, args.latency_texts, parameters(str(model), loaded.model))
+    return pipeline_row(model, split.texts, truth, args.latency_texts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("extra", nargs="*", help="more classifier folders to compare (distilled, pruned)")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="runs/zh_sentiment/best")
     parser.add_argument("--data", default="data/zh_sentiment/test.csv")
     parser.add_argument("--out", default="runs/zh_sentiment/compress")
@@ -86,21 +117,18 @@ def main() -> int:
                              "descheduled by other jobs made batch-1 latency 30x worse, 500 ms instead of 16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.variant:
+        report(dataclasses.asdict(measure_row(args.variant, args)))
+        return 0
     model, out = Path(args.model), Path(args.out)
     if not (model / "config.json").is_file():
         sys.exit(f"no model in {model}: run `flock /tmp/lmforge-bench.lock .venv/bin/lmforge finetune "
                  "configs/classify/zh_sentiment.yaml overwrite=true` first")
     for method in ("bf16", "int8-dynamic"):
         quantize(model, out / method, method)
-    rows = [measure(str(model), args.data, "fp32", args.latency_texts, name="fp32 (original)")]
-    rows += [measure(str(out / m), args.data, "fp32", args.latency_texts, name=m) for m in ("bf16", "int8-dynamic")]
-    rows += [measure(path, args.data, "fp32", args.latency_texts) for path in args.extra]
-    task = load(model).task  # class ids in the model's own label order, as the pipeline reports them
-    split = task.read_split(args.data)
-    truth = task.targets(split)
-    rows.append(onnx_row(model, out / "onnx", split.texts, truth, args.latency_texts, rows[0].parameters))
-    rows.append(pipeline_row(model, split.texts, truth, args.latency_texts))
-    rows = with_speedups(rows)
+    names = ["fp32", "bf16", "int8-dynamic", *[f"extra:{i}" for i in range(len(args.extra))], "onnx", "pipeline"]
+    rows = with_speedups([Row(**in_own_process(__file__, name, sys.argv[1:])) for name in names])
+    print(f"box: {describe_box()}")
     print(table(rows))
     write(rows, args.data, out)
     _verdict(rows[0], rows[1:3], 2, 1, "fp32 throughput")

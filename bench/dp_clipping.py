@@ -83,6 +83,9 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.one[0], args.preset, int(args.one[1]), args.steps)))
         return
+    from lmforge.runtime.device import describe_box
+
+    print(f"box: {describe_box()}")
     print(f"one DP-SGD step, BERT {args.preset} with a 21,128-token vocabulary, 64-token sequences, bf16 autocast")
     print(f"{'batch':>6} {'mode':>8} {'s/step':>8} {'peak MB':>8} {'vs opacus':>10}")
     for batch in args.batch:

@@ -140,7 +140,10 @@ def main() -> None:
 
 def _print_utility(args: argparse.Namespace, rows: list[dict]) -> None:
     start = f"pretrained {args.model}" if args.model else f"{args.preset} preset from random weights"
-    print(f"\nzh sentiment, {start}, {args.train_rows} training rows, "
+    from lmforge.runtime.device import describe_box
+
+    print(f"\nbox: {describe_box()}")
+    print(f"zh sentiment, {start}, {args.train_rows} training rows, "
           f"{args.epochs:g} epochs of batch {args.batch_size} (same steps for all), test 1000 rows")
     print(f"{'epsilon':>8} {'spent':>7} {'accuracy':>9} {'macro-F1':>9} {'MIA AUC':>8} {'seconds':>8}")
     for r in rows:

@@ -19,7 +19,6 @@ import statistics
 import time
 
 import numpy as np
-import torch
 
 from lmforge.explain import METHODS, Budget, Scorer, explain
 from lmforge.inference import load
@@ -87,7 +86,7 @@ def main() -> None:
     loaded = load(args.model)
     scorer = loaded.scorer("explain")
     budget = Budget()
-    print(f"box: {describe_box()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"box: {describe_box()}")
     print(f"model: {args.model} ({loaded.precision}); budget: {budget}")
     texts = sample(scorer, args.data, args.texts, budget)
     rows = {name: method_row(scorer, texts, name, budget) for name in METHODS}

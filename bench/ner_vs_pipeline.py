@@ -6,6 +6,8 @@ trains with); both return character offsets. Each variant runs once to warm up, 
 over every text; the entity spans of both are compared so the speed-up is not bought with
 different answers.
 
+Each variant runs in its own process (bench/variants.py).
+
 Usage: flock /tmp/lmforge-bench.lock python bench/ner_vs_pipeline.py MODEL_FOLDER TEXTS.jsonl [--n 1000]
 (e.g. runs/zh_ner/best and data/zh_ner/test.jsonl from configs/ner/zh_people_daily.yaml)
 """
@@ -14,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+from variants import in_own_process, report
+
+from lmforge.runtime.device import describe_box
 
 
 def lmforge_spans(folder: str, texts: list[str], batch: int) -> tuple[float, list[set]]:
@@ -44,22 +50,30 @@ def pipeline_spans(folder: str, texts: list[str], batch: int) -> tuple[float, li
     return seconds, [{(e["start"], e["end"], e["entity_group"]) for e in row} for row in found]
 
 
+VARIANTS = {"lmforge predict": lmforge_spans, "pipeline('token-classification')": pipeline_spans}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
     parser.add_argument("texts")
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     lines = Path(args.texts).read_text(encoding="utf-8").splitlines()[: args.n]
     texts = [json.loads(line)["text"] for line in lines]
-    ours, our_spans = lmforge_spans(args.model, texts, args.batch)
-    theirs, their_spans = pipeline_spans(args.model, texts, args.batch)
-    same = sum(a == b for a, b in zip(our_spans, their_spans)) / len(texts)
-    print(f"{len(texts)} texts, batch {args.batch}, fp32, {torch.get_num_threads()} threads")
-    print(f"| variant | texts/s | seconds |\n|---|---|---|\n| lmforge predict | {len(texts) / ours:.1f} | {ours:.2f} |")
-    print(f"| pipeline('token-classification') | {len(texts) / theirs:.1f} | {theirs:.2f} |")
-    print(f"speed-up {theirs / ours:.2f}x; identical entity sets on {same:.1%} of texts")
+    if args.variant:
+        seconds, spans = VARIANTS[args.variant](args.model, texts, args.batch)
+        report({"variant": args.variant, "seconds": seconds, "spans": [sorted(s) for s in spans]})
+        return
+    ours, theirs = (in_own_process(__file__, name, sys.argv[1:]) for name in VARIANTS)
+    same = sum(a == b for a, b in zip(ours["spans"], theirs["spans"])) / len(texts)
+    print(f"box: {describe_box()}")
+    print(f"{len(texts)} texts, batch {args.batch}, fp32\n\n| variant | texts/s | seconds |\n|---|---|---|")
+    for r in (ours, theirs):
+        print(f"| {r['variant']} | {len(texts) / r['seconds']:.1f} | {r['seconds']:.2f} |")
+    print(f"speed-up {theirs['seconds'] / ours['seconds']:.2f}x; identical entity sets on {same:.1%} of texts")
 
 
 if __name__ == "__main__":

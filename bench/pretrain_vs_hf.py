@@ -159,7 +159,10 @@ def main() -> None:
 
 
 def _print_table(results: list[dict], args: argparse.Namespace, peak: float) -> None:
-    print(f"\npretraining on data/corpus_zh, preset {args.preset}, {args.steps} steps of {args.batch_size} x "
+    from lmforge.runtime.device import describe_box
+
+    print(f"\nbox: {describe_box()}")
+    print(f"pretraining on data/corpus_zh, preset {args.preset}, {args.steps} steps of {args.batch_size} x "
           f"{args.max_length} positions, bf16; measured bf16 matmul peak {peak / 1e12:.2f} TFLOP/s\n")
     print("| variant     | positions/s | MFU    | timed s | peak RSS MB | vs HF |")
     print("|-------------|-------------|--------|---------|-------------|-------|")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from variants import in_own_process, report
 
+from lmforge.runtime.device import describe_box
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("lmforge", "lmforge_checkpointing", "trl", "trl_no_checkpointing")
 
@@ -99,7 +101,8 @@ def main() -> None:
                 "tokens_per_s": tokens / seconds, "last_loss": loss, "peak_rss_mb": rss})
         return
     results = [in_own_process(__file__, name, ["--rows", str(args.rows)]) for name in args.variants]
-    print(f"\nSFT, SmolLM2-135M LoRA r=16, {args.rows} chatterbot pairs, 1 epoch, batch 16, max_length 128\n")
+    print(f"\nbox: {describe_box()}")
+    print(f"SFT, SmolLM2-135M LoRA r=16, {args.rows} chatterbot pairs, 1 epoch, batch 16, max_length 128\n")
     print("| variant | seconds | samples/s | tokens | tokens/s | last train loss | peak RSS MB |\n"
           "|---|---|---|---|---|---|---|")
     for r in results:

@@ -1,19 +1,27 @@
 """`lmforge predict MODEL --input FILE --output FILE`: labels and probabilities (a tagger: entities as
-character spans) for every row."""
+character spans) for every row.
+
+The input is validated whole before anything is written; then it is encoded, run and written a part
+of PART rows at a time, so memory stays flat as the file grows (encodings of every row at once cost
+kilobytes per text) and each part's batches are still sorted by length to save padding."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
+from typing import Any, Iterator, TextIO
 
 from lmforge.atomic import write_file
 from lmforge.errors import LmforgeError
-from lmforge.inference import load
+from lmforge.inference import Loaded, load
 from lmforge.log import logger
 from lmforge.outputs import Output, check_outputs
+from lmforge.tasks.contracts import Predicts
 
 OUTPUT_FORMATS = (".jsonl", ".csv")
+PART = 4096  # rows encoded, run and written together
 
 
 def run(model: str, input: str, output: str, precision: str = "auto", batch_size: int = 64,
@@ -26,35 +34,50 @@ def run(model: str, input: str, output: str, precision: str = "auto", batch_size
     loaded = load(model, precision=precision, batch_size=batch_size)
     task = loaded.predictor("label texts (for a generation model use `lmforge generate` or `lmforge chat`)")
     split = task.read_texts(input)  # validated before any output is written
-    records = task.predictions(loaded.outputs(split))
-    rows = [{"text": t, **r} for t, r in zip(split.texts, records)]
-    write_file(out, lambda tmp: _write(tmp, rows, out.suffix))
-    logger.info(f"wrote {len(rows)} predictions to {out}")
-    return len(rows)
+    written: list[int] = []
+    write_file(out, lambda tmp: written.append(_write(tmp, _rows(loaded, task, split), out.suffix)))
+    logger.info(f"wrote {written[0]} predictions to {out}")
+    return written[0]
 
 
-def _write(path: Path, rows: list[dict], suffix: str) -> None:
+def _rows(loaded: Loaded, task: Predicts[Any], split: Any) -> Iterator[dict[str, Any]]:
+    for part in task.parts(split, PART):
+        yield from ({"text": t, **r} for t, r in zip(part.texts, task.predictions(loaded.outputs(part))))
+
+
+def _write(path: Path, rows: Iterator[dict[str, Any]], suffix: str) -> int:
     with open(path, "w", encoding="utf-8", newline="") as f:
         if suffix == ".csv":
-            _write_csv(f, rows)
-        else:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            return _write_csv(f, rows)
+        count = 0
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        return count
 
 
-def _write_csv(f, rows: list[dict]) -> None:
-    if rows and "probs" not in rows[0]:  # a tagger's entities: one JSON column per nested value
-        _write_json_columns(f, rows)
-        return
-    names = list(rows[0]["probs"]) if rows else []
+def _write_csv(f: TextIO, rows: Iterator[dict[str, Any]]) -> int:
+    """text, label and one p_<class> column per class (a tagger: one JSON column per nested value);
+    the header comes from the first row."""
     writer = csv.writer(f)
-    writer.writerow(["text", "label", *[f"p_{n}" for n in names]])
-    for r in rows:
-        label = "|".join(r["label"]) if isinstance(r["label"], list) else r["label"]
-        writer.writerow([r["text"], label, *[r["probs"][n] for n in names]])
+    first = next(rows, None)
+    if first is None:
+        writer.writerow(["text", "label"])
+        return 0
+    tagger = "probs" not in first
+    names = list(first) if tagger else list(first["probs"])
+    writer.writerow(names if tagger else ["text", "label", *[f"p_{n}" for n in names]])
+    count = 0
+    for row in itertools.chain([first], rows):
+        writer.writerow(_json_cells(row) if tagger else _label_cells(row, names))
+        count += 1
+    return count
 
 
-def _write_json_columns(f, rows: list[dict]) -> None:
-    writer = csv.writer(f)
-    writer.writerow(list(rows[0]))
-    for r in rows:
-        writer.writerow([v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in r.values()])
+def _json_cells(row: dict[str, Any]) -> list[str]:
+    return [v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in row.values()]
+
+
+def _label_cells(row: dict[str, Any], names: list[str]) -> list[Any]:
+    label = "|".join(row["label"]) if isinstance(row["label"], list) else row["label"]
+    return [row["text"], label, *[row["probs"][n] for n in names]]

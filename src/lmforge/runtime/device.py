@@ -31,8 +31,9 @@ def _cpu_has_fast_bf16() -> bool:
 
 
 def describe_box() -> str:
-    """The CPU a measurement ran on, its cores, and whether it has fast bf16: speed and even
-    precision choices differ between boxes, so every bench and the demo print this line."""
+    """The CPU a measurement ran on, its cores, the vector flags that decide kernel speed, torch's
+    threads and whether it has fast bf16: speed and even precision choices differ between boxes, so
+    every bench and the demo print this line."""
     import os
     import platform
 
@@ -42,8 +43,11 @@ def describe_box() -> str:
         info = []
     name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
                 platform.processor() or platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+    vector = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "no AVX2"
     bf16 = "fast bf16 (AMX/AVX512-BF16)" if _cpu_has_fast_bf16() else "no fast bf16 (fp32 by default)"
-    return f"{name}, {os.cpu_count()} cores, {bf16}"
+    return (f"{name}, {os.cpu_count()} cores, {vector}, torch {torch.__version__} with {torch.get_num_threads()} "
+            f"threads, {bf16}")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -122,6 +122,11 @@ class Classification:
     def text_split(self, texts: list[str]) -> Split:
         """Texts given directly (the Python API, the server) as an unlabelled split."""
         return Split("<input>", list(texts), [], [f"<input>:{i}" for i in range(len(texts))])
+
+    def parts(self, split: Split, size: int) -> Iterator[Split]:
+        for start in range(0, len(split.texts), size):
+            end = start + size
+            yield Split(split.source, split.texts[start:end], split.labels[start:end], split.locations[start:end])
 
     def _read(self, path: str, problems: list[Problem]) -> Split:
         rows = read_data(path, self.cfg.data)

@@ -19,7 +19,7 @@ inside a split, they only hand it back to the task that made it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Iterator, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
@@ -140,6 +140,10 @@ class Predicts(Protocol[S_co]):
 
     def predictions(self, outputs: Outputs) -> list[dict[str, Any]]:
         """One JSON-ready record per example, in order."""
+
+    def parts(self, split: Any, size: int) -> Iterator[Any]:
+        """`split` (one of this task's) as consecutive splits of at most `size` examples, in order:
+        `predict` encodes, runs and writes one part at a time, so its memory does not grow with the input."""
 
 
 @runtime_checkable

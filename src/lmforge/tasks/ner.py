@@ -10,7 +10,7 @@ vanishing from the score. Predictions are character spans of the input text.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -114,6 +114,10 @@ class Ner:
 
     def text_split(self, texts: list[str]) -> Split:
         return Split("<input>", text_sentences(texts))
+
+    def parts(self, split: Split, size: int) -> Iterator[Split]:
+        for start in range(0, len(split.sentences), size):
+            yield Split(split.source, split.sentences[start:start + size])
 
     def _read(self, path: str, problems: list[Problem], labelled: bool) -> Split:
         rows = read_data(path, self.cfg.data)

@@ -24,7 +24,7 @@ from lmforge.data.source import read_corpus
 from lmforge.data.validate import stratified_split
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
-from lmforge.models.lm_head import IGNORE, output_layer, token_losses
+from lmforge.models.lm_head import IGNORE, output_layer, projects_plainly, token_losses
 from lmforge.registry import register_task
 from lmforge.runtime.collate import Batch, Feature, Features
 from lmforge.tasks.contracts import Data, Examples, Metrics, Model, Outputs
@@ -90,6 +90,7 @@ class Pretrain:
         self.mlm = cfg.objective == "mlm"
         self.auto_class = "AutoModelForMaskedLM" if self.mlm else "AutoModelForCausalLM"
         self.specials: list[int] = []
+        self.chunked = False
 
     # ---- data -------------------------------------------------------------------------------
     def load_data(self) -> Data[TextSplit]:
@@ -147,6 +148,8 @@ class Pretrain:
         self.tokenizer = tokenizer
         self.vocab_size = model.config.vocab_size
         self.specials = sorted(set(tokenizer.all_special_ids))
+        # the loss straight from the output layer's weight, a chunk of positions at a time (models.lm_head)
+        self.chunked = projects_plainly(model)
 
     def encode(self, split: TextSplit, tokenizer: PreTrainedTokenizerBase) -> Features:
         """Blocks of the split's tokens: a token file written once under <output_dir>/tokens for a
@@ -227,7 +230,7 @@ class Pretrain:
 
     def _losses(self, model: Model, batch: Batch) -> torch.Tensor:
         """Token losses (fp32) at labelled positions, (batch, most labels in a row), 0-padded."""
-        return token_losses(model, batch["labels"], input_ids=batch["input_ids"])
+        return token_losses(model, batch["labels"], chunked=self.chunked, input_ids=batch["input_ids"])
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
         loss = float(outputs["loss_sum"].sum() / max(outputs["count"].sum(), 1))

@@ -17,6 +17,7 @@ from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.runtime.collate import Batch
 from lmforge.train.batching import plan_epoch
+from lmforge.train.cpu_training import use_cpu_training_kernels
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -60,13 +61,14 @@ class Strategy(Protocol):
 
 
 class Plain:
-    """Ordinary training: length-grouped batches, the global mean loss, gradient-norm clipping."""
+    """Ordinary training: length-grouped batches, the global mean loss, gradient-norm clipping, and on a CPU
+    the faster dropout and attention kernels of `train.cpu_training` (the same functions)."""
 
     def __init__(self, cfg: Config, acc: Accelerator):
         self.max_grad_norm, self.acc = cfg.train.max_grad_norm, acc
 
     def prepare(self, model: torch.nn.Module) -> None:
-        pass
+        use_cpu_training_kernels(model, self.acc.device)
 
     def wrap(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         return optimizer
