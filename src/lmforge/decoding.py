@@ -18,10 +18,11 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
+from lmforge import greedy
 from lmforge.config import GenerationConfig
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
@@ -126,11 +127,15 @@ def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]
 
 @torch.no_grad()
 def complete(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
-             precision: str, batch_size: int = 8, strip: bool = True) -> list[Completion]:
+             precision: str, batch_size: int = 8, strip: bool = True,
+             observe: Callable[[greedy.Decoded], None] | None = None) -> list[Completion]:
     """Completions of already-formatted prompts: batched with left padding, longest first.
 
     The one decoding path behind `generate`, `kb ask` and the server (which also sends raw prompts
     and reports token counts). `strip` trims answers as chat shows them; raw completions keep spaces.
+    Greedy decoding of a decoder runs lmforge's own loop (`lmforge.greedy`: static cache, optional
+    compiled step and prompt-lookup drafts), everything else `model.generate`; `observe` sees each
+    batch the own loop decoded (its forward passes and accepted drafts).
     """
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     done: list[Completion] = [None] * len(prompts)  # type: ignore[list-item]
@@ -141,12 +146,30 @@ def complete(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConf
         chunk = order[start : start + batch_size]
         enc = _encode(tokenizer, [prompts[i] for i in chunk], device, limit, chunk, seq2seq)
         with autocast(precision, device, model):
-            out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
-        # A decoder's output repeats the prompt; an encoder-decoder's starts with the decoder start token.
-        rows = out[:, 1 if seq2seq else enc["input_ids"].shape[1]:].tolist()
+            rows = _decode(model, tokenizer, enc, cfg, stops, seq2seq, observe)
         for i, row, n_prompt in zip(chunk, rows, enc["attention_mask"].sum(1).tolist()):
             done[i] = _completion(tokenizer, row, int(n_prompt), stops, cfg, strip)
     return done
+
+
+def lean_greedy(model: Any, cfg: GenerationConfig) -> bool:
+    """Whether `greedy.decode` can produce what `generate` would: greedy, no repetition penalty, no stop
+    strings (generate checks them on decoded text as it goes), a decoder that takes an external cache."""
+    return not cfg.do_sample and cfg.repetition_penalty == 1.0 and not cfg.stop and greedy.supports(model)
+
+
+def _decode(model: Any, tokenizer: Any, enc: Any, cfg: GenerationConfig, stops: set[int], seq2seq: bool,
+            observe: Callable[[greedy.Decoded], None] | None) -> list[list[int]]:
+    """The generated tokens of each prompt of one batch (a row may run on past its first stop token)."""
+    if lean_greedy(model, cfg):
+        decoded = greedy.decode(model, enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens, stops,
+                                greedy.Plan(draft=cfg.prompt_lookup, compile=cfg.compile))
+        if observe:
+            observe(decoded)
+        return decoded.rows
+    out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
+    # A decoder's output repeats the prompt; an encoder-decoder's starts with the decoder start token.
+    return out[:, 1 if seq2seq else enc["input_ids"].shape[1]:].tolist()
 
 
 def stream(model: Any, tokenizer: Any, prompt: str, cfg: GenerationConfig, device: torch.device, precision: str,
