@@ -58,3 +58,23 @@ def test_drafts_come_from_the_latest_earlier_ngram():
     assert lookup(history, Plan(draft=2, max_ngram=3)) == [7, 8]  # the latest earlier "1 2 3"
     assert lookup(history, Plan(draft=5, max_ngram=2)) == [7, 8, 4, 1, 2]
     assert lookup([4, 5, 6], Plan(draft=3)) == [] and lookup(history, Plan()) == []
+
+
+def test_generate_keeps_what_the_own_loop_does_not_do(llama):
+    """Sampling, a repetition penalty, stop strings and logits settings saved with a checkpoint stay with
+    `generate`; plain greedy decoding of a decoder runs the own loop."""
+    from dataclasses import replace
+
+    from lmforge.config import GenerationConfig
+    from lmforge.decoding import lean_greedy
+
+    greedy = GenerationConfig()
+    assert lean_greedy(llama, greedy)
+    for other in (replace(greedy, do_sample=True), replace(greedy, repetition_penalty=1.2),
+                  replace(greedy, stop=["\n"])):
+        assert not lean_greedy(llama, other)
+    llama.generation_config.suppress_tokens = [3]
+    try:
+        assert not lean_greedy(llama, greedy)
+    finally:
+        llama.generation_config.suppress_tokens = None

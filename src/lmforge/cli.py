@@ -157,6 +157,11 @@ COMMANDS: dict[str, Command] = {
                             (["--api-key"],
                              {"help": "require 'Authorization: Bearer KEY' on every request but /health"}),
                             (["--max-batch"], {"type": int, "help": "most requests per forward pass"}),
+                            (["--max-batch-tokens"], {"type": int, "help": "most padded tokens per forward pass "
+                                                                           "(queued texts are grouped by length)"}),
+                            (["--quantize"], {"choices": ["int8"],
+                                              "help": "quantize on load: int8 weights and activations for encoders, "
+                                                      "int8 weights for generators"}),
                             _PRECISION, _TEMPLATE]),
     "ui": Command("web UI on this machine: watch, start, compare and try runs under --runs",
                   flags=[(["--runs"], {"help": "folder whose run folders the UI shows and where new runs go"}),

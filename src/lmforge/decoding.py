@@ -152,10 +152,21 @@ def complete(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConf
     return done
 
 
+# Settings a checkpoint's generation_config.json may carry that make `generate` change logits or stop
+# otherwise than plain greedy decoding; a model with any of them set keeps `generate`.
+_LOGITS_SETTINGS = ("suppress_tokens", "begin_suppress_tokens", "bad_words_ids", "forced_bos_token_id",
+                    "forced_eos_token_id", "min_new_tokens", "no_repeat_ngram_size", "sequence_bias",
+                    "max_time", "stop_strings")
+
+
 def lean_greedy(model: Any, cfg: GenerationConfig) -> bool:
     """Whether `greedy.decode` can produce what `generate` would: greedy, no repetition penalty, no stop
-    strings (generate checks them on decoded text as it goes), a decoder that takes an external cache."""
-    return not cfg.do_sample and cfg.repetition_penalty == 1.0 and not cfg.stop and greedy.supports(model)
+    strings (generate checks them on decoded text as it goes), a decoder that takes an external cache,
+    and no logits settings saved with the checkpoint."""
+    if cfg.do_sample or cfg.repetition_penalty != 1.0 or cfg.stop or not greedy.supports(model):
+        return False
+    saved = model.generation_config
+    return not any(getattr(saved, key, None) for key in _LOGITS_SETTINGS) and not saved.min_length
 
 
 def _decode(model: Any, tokenizer: Any, enc: Any, cfg: GenerationConfig, stops: set[int], seq2seq: bool,

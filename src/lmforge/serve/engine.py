@@ -85,6 +85,15 @@ class Engine:
         with tokenizer_lock(self.tokenizer):
             return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def tokens(self, item: tuple[str, Any]) -> int:
+        """What a queue item costs a forward pass: the tokens of its text or prompt, as far as the model
+        reads them (the batcher groups items of similar cost and caps each pass's padded tokens)."""
+        kind, payload = item
+        if kind == "complete":
+            return self.count(payload.prompt)
+        text = payload[0] if kind == "explain" else payload
+        return min(self.count(text), EMBED_MAX_LENGTH if kind == "embed" else self.loaded.cfg.model.max_length)
+
     def config(self, max_tokens: int, temperature: float | None, top_p: float | None,
                stop: list[str] | None) -> GenerationConfig:
         """The model's saved decoding settings with the request's overrides; temperature 0 is greedy."""
