@@ -78,3 +78,17 @@ def test_generate_keeps_what_the_own_loop_does_not_do(llama):
         assert not lean_greedy(llama, greedy)
     finally:
         llama.generation_config.suppress_tokens = None
+
+
+def test_listen_sees_every_token_once_and_can_stop(llama, prompts):
+    heard: list[int] = []
+
+    def listen(appended):
+        heard.extend(appended[0])
+        return False
+
+    full = decode(llama, *_left_padded(prompts[:1]), 30, set(), Plan(draft=4), listen)
+    assert heard == full.rows[0] and len(heard) == 30
+    calls = []
+    cut = decode(llama, *_left_padded(prompts[:1]), 30, set(), Plan(), lambda appended: calls.append(1) or len(calls) == 3)
+    assert cut.rows[0] == full.rows[0][:3]  # stopped after the third hand-over: one token each without drafts

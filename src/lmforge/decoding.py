@@ -169,12 +169,15 @@ def lean_greedy(model: Any, cfg: GenerationConfig) -> bool:
     return not any(getattr(saved, key, None) for key in _LOGITS_SETTINGS) and not saved.min_length
 
 
+def _plan(cfg: GenerationConfig) -> greedy.Plan:
+    return greedy.Plan(draft=cfg.prompt_lookup, compile=cfg.compile)
+
+
 def _decode(model: Any, tokenizer: Any, enc: Any, cfg: GenerationConfig, stops: set[int], seq2seq: bool,
             observe: Callable[[greedy.Decoded], None] | None) -> list[list[int]]:
     """The generated tokens of each prompt of one batch (a row may run on past its first stop token)."""
     if lean_greedy(model, cfg):
-        decoded = greedy.decode(model, enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens, stops,
-                                greedy.Plan(draft=cfg.prompt_lookup, compile=cfg.compile))
+        decoded = greedy.decode(model, enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens, stops, _plan(cfg))
         if observe:
             observe(decoded)
         return decoded.rows
@@ -185,7 +188,8 @@ def _decode(model: Any, tokenizer: Any, enc: Any, cfg: GenerationConfig, stops: 
 
 def stream(model: Any, tokenizer: Any, prompt: str, cfg: GenerationConfig, device: torch.device, precision: str,
            cancel: threading.Event | None = None, timeout: float | None = None) -> Iterator[str]:
-    """Text pieces of the completion of `prompt` as they are generated (for `chat` and SSE).
+    """Text pieces of the completion of `prompt` as they are generated (for `chat` and SSE), from the
+    same loop as `complete` (lmforge's own for greedy decoders, else `generate`).
 
     Setting `cancel`, or closing this iterator, stops generation (a client that left); `timeout`
     bounds the wait for each piece.
@@ -201,10 +205,23 @@ def stream(model: Any, tokenizer: Any, prompt: str, cfg: GenerationConfig, devic
     enc = _encode(tokenizer, [prompt], device, prompt_limit(model, tokenizer, cfg), [0], is_seq2seq(model))
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
 
+    def listen(appended: list[list[int]]) -> bool:
+        if appended[0]:
+            streamer.put(torch.tensor(appended[0]))
+        return cancel.is_set()
+
     def work() -> None:
         with torch.no_grad(), autocast(precision, device, model):
-            model.generate(**enc, **decoding_kwargs(tokenizer, cfg), streamer=streamer,
-                           stopping_criteria=StoppingCriteriaList([Cancelled()]))
+            if not lean_greedy(model, cfg):
+                model.generate(**enc, **decoding_kwargs(tokenizer, cfg), streamer=streamer,
+                               stopping_criteria=StoppingCriteriaList([Cancelled()]))
+                return
+            streamer.put(enc["input_ids"][0])  # the prompt, which the streamer skips
+            try:
+                greedy.decode(model, enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens,
+                              set(stop_token_ids(tokenizer)), _plan(cfg), listen)
+            finally:
+                streamer.end()
 
     threading.Thread(target=work, daemon=True).start()
     try:

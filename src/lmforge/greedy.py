@@ -113,9 +113,10 @@ def compiled_step() -> Callable[..., torch.Tensor]:
 
 @torch.no_grad()
 def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
-           stops: set[int], plan: Plan = Plan()) -> Decoded:
+           stops: set[int], plan: Plan = Plan(), listen: Callable[[list[list[int]]], bool] | None = None) -> Decoded:
     """Greedy continuations of left-padded prompts: each row's new tokens, ending at its first stop token
-    or after `max_new_tokens`."""
+    or after `max_new_tokens`. `listen` (streaming) gets each row's new tokens as they come; when it
+    returns True, decoding stops there (a client that left)."""
     batch, width = input_ids.shape
     device, dtype = input_ids.device, _cache_dtype(model)
     pads = (attention_mask == 0).sum(1)
@@ -127,8 +128,8 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, ma
     out = Decoded([[] for _ in range(batch)])
     done = [False] * batch
     ptr = [width] * batch  # each row's next cache slot: its cached tokens, padding included
-    _absorb(out, history, done, [[t] for t in first], max_new_tokens, stops)
-    while not all(done):
+    appended = _absorb(out, history, done, [[t] for t in first], max_new_tokens, stops)
+    while not (listen and listen(appended)) and not all(done):  # hand over the new tokens, then go on
         drafts = [[] if done[b] else lookup(history[b], plan) for b in range(batch)]
         fed_width = 1 + plan.draft if any(drafts) else 1
         fed = [[out.rows[b][-1]] + (drafts[b] + [0] * fed_width)[: fed_width - 1] for b in range(batch)]
@@ -138,22 +139,27 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, ma
         out.forwards += 1
         out.drafted += sum(len(d) for d in drafts)
         out.accepted += sum(len(k) for k in kept)
-        _absorb(out, history, done, fresh, max_new_tokens, stops)
+        appended = _absorb(out, history, done, fresh, max_new_tokens, stops)
         # The fed token and the agreed drafts are cached now; a finished row's later writes go to slot 0 on.
         ptr = [0 if done[b] else ptr[b] + len(fresh[b]) for b in range(batch)]
     return out
 
 
 def _absorb(out: Decoded, history: list[list[int]], done: list[bool], fresh: list[list[int]], limit: int,
-            stops: set[int]) -> None:
-    """Append each unfinished row's new tokens, finishing it at a stop token or at `limit` tokens."""
+            stops: set[int]) -> list[list[int]]:
+    """Append each unfinished row's new tokens, finishing it at a stop token or at `limit` tokens; the
+    tokens each row took."""
+    taken: list[list[int]] = []
     for b, tokens in enumerate(fresh):
+        taken.append([])
         for token in tokens if not done[b] else []:
+            taken[b].append(token)
             out.rows[b].append(token)
             history[b].append(token)
             if token in stops or len(out.rows[b]) >= limit:
                 done[b] = True
                 break
+    return taken
 
 
 def _agreed(draft: list[int], preds: list[int]) -> list[int]:
