@@ -21,12 +21,14 @@ pass may round differently from a one-token pass, as batching already does.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 STEP_BUCKET = 256  # cache lengths round up to a multiple of this: one compiled graph serves many prompts
+GROUPED_SDPA = "lmforge_grouped_sdpa"  # the attention function `decode` runs sdpa models with
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,54 @@ def supports(model: Any) -> bool:
     return bool(getattr(model, "_can_compile_fullgraph", False)) and not model.config.is_encoder_decoder
 
 
+def grouped_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                 attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                 **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' sdpa attention, except that grouped-query heads under a mask shared by all heads
+    (B, 1, q, L) attend as one packed query per key/value head: transformers' CPU path copies every
+    key and value `groups` times instead (under a mask, and always when compiled), which made a
+    compiled batch-8 step slower than an eager one (SmolLM2: 3 groups, 30 layers)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    kv_heads = key.shape[1]
+    groups = query.shape[1] // kv_heads
+    if groups == 1 or attention_mask is None or attention_mask.shape[1] != 1 or module.training:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    batch, heads, width, dim = query.shape
+    packed = query.reshape(batch, kv_heads, groups * width, dim)  # head h = kv * groups + g: rows g * width + j
+    mask = attention_mask.repeat(1, 1, groups, 1) if width > 1 else attention_mask
+    out = torch.nn.functional.scaled_dot_product_attention(packed, key, value, attn_mask=mask, scale=scaling)
+    return out.reshape(batch, heads, width, dim).transpose(1, 2).contiguous(), None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(GROUPED_SDPA, grouped_sdpa)
+    AttentionMaskInterface.register(GROUPED_SDPA, sdpa_mask)  # masks built by transformers itself stay sdpa's
+
+
+@contextmanager
+def _attention(model: Any) -> Iterator[None]:
+    """Run an sdpa model with `grouped_sdpa` (the same attention) for the duration of a decode call."""
+    before = model.config._attn_implementation
+    if before != "sdpa":
+        yield
+        return
+    _register_attention()
+    model.set_attn_implementation(GROUPED_SDPA)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
+
+
 class SlotCache:
     """Keys and values of every layer, preallocated for the whole answer and written in place at each row's
-    slots (the duck-typed `update` that transformers' attention layers call)."""
+    slots (the duck-typed `update` that transformers' attention layers call). `visible` slots are what
+    attention reads: all of them in a compiled step (fixed shapes), the prompt's during prefill."""
 
     def __init__(self, model: Any, batch: int, length: int, dtype: torch.dtype, device: torch.device):
         config = model.config.get_text_config(decoder=True)
@@ -67,7 +114,7 @@ class SlotCache:
         # Zeros, not empty: a masked slot has weight 0, and 0 * NaN garbage would still be NaN.
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.length = length
+        self.length = self.visible = length
         self.slots = torch.zeros((batch, 1), dtype=torch.long, device=device)
 
     def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any,
@@ -75,7 +122,7 @@ class SlotCache:
         index = self.slots[:, None, :, None].expand(-1, key.shape[1], -1, key.shape[3])
         self.keys[layer_idx].scatter_(2, index, key.to(self.keys[layer_idx].dtype))
         self.values[layer_idx].scatter_(2, index, value.to(self.values[layer_idx].dtype))
-        return self.keys[layer_idx], self.values[layer_idx]
+        return self.keys[layer_idx][:, :, : self.visible], self.values[layer_idx][:, :, : self.visible]
 
 
 def _forward(model: Any, cache: SlotCache, ids: torch.Tensor, ptr: torch.Tensor, pads: torch.Tensor,
@@ -86,7 +133,7 @@ def _forward(model: Any, cache: SlotCache, ids: torch.Tensor, ptr: torch.Tensor,
     padding query is never fully masked (its output is never read).
     """
     slots = ptr[:, None] + torch.arange(ids.shape[1], device=ids.device)
-    seen = torch.arange(cache.length, device=ids.device)
+    seen = torch.arange(cache.visible, device=ids.device)
     end = slots[:, :, None]
     mask = ((seen >= pads[:, None, None]) & (seen <= end)) | (seen == end)
     cache.slots = slots
@@ -123,7 +170,18 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, ma
     length = -(-(width + max_new_tokens + plan.draft) // STEP_BUCKET) * STEP_BUCKET
     cache = SlotCache(model, batch, length, dtype, device)
     step = compiled_step() if plan.compile else _forward
+    with _attention(model):
+        return _decode(model, cache, step, input_ids, pads, max_new_tokens, stops, plan, listen)
+
+
+def _decode(model: Any, cache: SlotCache, step: Callable[..., torch.Tensor], input_ids: torch.Tensor,
+            pads: torch.Tensor, max_new_tokens: int, stops: set[int], plan: Plan,
+            listen: Callable[[list[list[int]]], bool] | None) -> Decoded:
+    batch, width = input_ids.shape
+    device = input_ids.device
+    cache.visible = width  # the prompt attends to itself only
     first = _forward(model, cache, input_ids, torch.zeros_like(pads), pads, last_only=True)[:, -1].tolist()
+    cache.visible = cache.length
     history = [row[int(p):] for row, p in zip(input_ids.tolist(), pads.tolist())]
     out = Decoded([[] for _ in range(batch)])
     done = [False] * batch
