@@ -231,6 +231,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per load level")
     parser.add_argument("--soak-seconds", type=float, default=120)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--endpoints", nargs="+", default=["classify", "chat"], choices=["classify", "chat"])
     parser.add_argument("--naive", nargs=2, metavar=("TASK", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,26 +250,34 @@ def main() -> None:
     naive = [sys.executable, __file__, "--naive"]
     commands = {"lmforge": lmforge + [args.classifier],
                 "lmforge --quantize int8": lmforge + [args.classifier, "--quantize", "int8"],
-                "naive": naive + ["classify", args.classifier],
-                "lmforge chat": lmforge + [generator], "naive chat": naive + ["chat", generator]}
+                "naive": naive + ["classify", args.classifier]} if "classify" in args.endpoints else {}
+    if "chat" in args.endpoints:
+        commands.update({"lmforge chat": lmforge + [generator], "naive chat": naive + ["chat", generator]})
     servers = {key: Server(key.removesuffix(" chat"), command) for key, command in commands.items()}
     try:
         names = {key: server.wait() for key, server in servers.items()}
-        classify = classify_bodies(Path(args.test))
-        runs = [("/v1/classify", workload, classify[workload], ["lmforge", "lmforge --quantize int8", "naive"])
-                for workload in ("reviews", "mixed")]
-        runs.append(("/v1/chat/completions", "chat", chat_bodies(names["lmforge chat"], args.max_tokens),
-                     ["lmforge chat", "naive chat"]))
+        runs = []
+        if "classify" in args.endpoints:
+            classify = classify_bodies(Path(args.test))
+            runs += [("/v1/classify", workload, classify[workload], ["lmforge", "lmforge --quantize int8", "naive"])
+                     for workload in ("reviews", "mixed")]
+        if "chat" in args.endpoints:
+            runs.append(("/v1/chat/completions", "chat", chat_bodies(names["lmforge chat"], args.max_tokens),
+                         ["lmforge chat", "naive chat"]))
         levels = []
         for path, workload, bodies, who in runs:
             for key in who:  # warm-up: first batches, thread pools, allocator caches
                 asyncio.run(load(servers[key].url, path, bodies, 4, 3))
             levels += [measure(servers[key], path, workload, bodies, n, args.seconds) for n in CLIENTS for key in who]
-        for key in ["naive", "naive chat", "lmforge --quantize int8"]:
+        for key in [k for k in servers if k not in ("lmforge", "lmforge chat")]:
             servers.pop(key).stop()
-        servers["lmforge"].name, servers["lmforge chat"].name = "lmforge classify", "lmforge chat"
-        soaked = soak([(servers["lmforge"], "/v1/classify", classify["reviews"], 16),
-                       (servers["lmforge chat"], "/v1/chat/completions", runs[-1][2], 4)], args.soak_seconds)
+        soaking = []
+        for key, name, path, bodies, clients in (("lmforge", "lmforge classify", "/v1/classify", runs[0][2], 16),
+                                                 ("lmforge chat", "lmforge chat", "/v1/chat/completions", runs[-1][2], 4)):
+            if key in servers:
+                servers[key].name = name
+                soaking.append((servers[key], path, bodies, clients))
+        soaked = soak(soaking, args.soak_seconds) if args.soak_seconds else {}
     finally:
         for server in servers.values():
             server.stop()

@@ -92,3 +92,11 @@ def test_listen_sees_every_token_once_and_can_stop(llama, prompts):
     calls = []
     cut = decode(llama, *_left_padded(prompts[:1]), 30, set(), Plan(), lambda appended: calls.append(1) or len(calls) == 3)
     assert cut.rows[0] == full.rows[0][:3]  # stopped after the third hand-over: one token each without drafts
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_same_tokens(llama, prompts):
+    """torch.compile'd steps (decoding and draft verification) on a left-padded batch: generate's tokens."""
+    plan = Plan(draft=3, compile=True)
+    expected = [_reference(llama, p, 24, STOP) for p in prompts[:2]]
+    assert decode(llama, *_left_padded(prompts[:2]), 24, {STOP}, plan).rows == expected

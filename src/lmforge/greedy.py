@@ -21,6 +21,7 @@ pass may round differently from a one-token pass, as batching already does.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -146,16 +147,31 @@ _COMPILED: list[Callable[..., torch.Tensor]] = []
 
 
 def compiled_step() -> Callable[..., torch.Tensor]:
-    """The decoding step compiled once per process; torch keeps one graph per shape bucket
-    (batch, fed tokens, cache length) and reuses it across calls and models of one architecture."""
+    """The decoding step compiled once per process. torch's automatic dynamic shapes: the first graph
+    is specialised to its shapes (batch 1 in a server: the fastest code), the next sizes seen make the
+    batch, fed-token and cache-length dimensions symbolic, so a handful of graphs serves every request.
+    Measured on 2 cores: 40-120 s per graph; inductor's on-disk cache shortens later processes' starts."""
     if not _COMPILED:
         import torch._dynamo
 
-        # Buckets: batch sizes x {1, 1 + draft} fed tokens x cache lengths; the default limit of 8 would
-        # silently fall back to eager for a server that has seen many batch sizes.
+        # Every decoder layer holds its own modules: the default limit would fall back to eager after a few shapes.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-        _COMPILED.append(torch.compile(_forward, dynamic=False))
+        _COMPILED.append(torch.compile(_forward))
     return _COMPILED[0]
+
+
+@torch.no_grad()
+def warm_up(model: Any, plan: Plan, device: torch.device) -> float:
+    """Compile the step for the shapes a server meets (batch 1 and larger, one fed token and 1 + draft,
+    two cache lengths) before a request has to wait for it; the seconds it took."""
+    start = time.perf_counter()
+    with _attention(model):
+        for batch, length in ((1, STEP_BUCKET), (2, STEP_BUCKET), (1, 2 * STEP_BUCKET), (2, 2 * STEP_BUCKET)):
+            cache = SlotCache(model, batch, length, _cache_dtype(model), device)
+            zeros = torch.zeros(batch, dtype=torch.long, device=device)
+            for width in sorted({1, 1 + plan.draft}):
+                compiled_step()(model, cache, torch.ones((batch, width), dtype=torch.long, device=device), zeros, zeros)
+    return time.perf_counter() - start
 
 
 @torch.no_grad()
