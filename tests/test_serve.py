@@ -14,6 +14,7 @@ import pytest
 
 import lmforge
 from lmforge.cli import main
+from lmforge.errors import LmforgeError
 
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
@@ -230,6 +231,38 @@ def test_classify_agrees_with_predict(cls_server, classifier):
     for mine, theirs in zip(got.json()["data"], expected):
         assert mine["label"] == theirs["label"]
         assert mine["probs"] == pytest.approx(theirs["probs"], abs=1e-4)
+
+
+def test_quantize_int8_on_load_answers_like_the_float_model(classifier, generator):
+    """`--quantize int8`: the classifier runs torch's dynamic int8 kernels, the generator int8 weights;
+    answers stay within int8 rounding of the float model's."""
+    from lmforge.models.int8 import Int8Linear, has_dynamic_int8
+
+    texts = ["这个 酒店 很好", "房间 失望 the", "great room", "awful"]
+    running = Running(create_app(classifier, quantize="int8"))
+    try:
+        assert has_dynamic_int8(running.app.state.engine.loaded.model)
+        with _client(running) as http:
+            got = http.post("/v1/classify", json={"input": texts}).json()["data"]
+    finally:
+        running.stop()
+    expected = lmforge.load(classifier, precision="fp32").predict(texts)
+    for mine, theirs in zip(got, expected):
+        assert mine["probs"] == pytest.approx(theirs["probs"], abs=0.03)
+        assert mine["label"] == theirs["label"] or max(theirs["probs"].values()) < 0.55
+
+    running = Running(create_app(generator, quantize="int8"))
+    try:
+        model = running.app.state.engine.loaded.model
+        assert any(isinstance(m, Int8Linear) for m in model.modules())
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", timeout=30, max_retries=0)
+        for question, answer in PAIRS:
+            reply = client.chat.completions.create(model="best", messages=[{"role": "user", "content": question}])
+            assert reply.choices[0].message.content == answer
+    finally:
+        running.stop()
+    with pytest.raises(LmforgeError, match="int8"):
+        create_app(classifier, quantize="int4")
 
 
 def test_bad_inputs_get_their_status(cls_server):

@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 __all__ = ["load", "__version__"]
 
 
-def load(path: str, precision: str = "auto", batch_size: int = 64, template: str | None = None) -> "Loaded":
+def load(path: str, precision: str = "auto", batch_size: int = 64, template: str | None = None,
+         quantize: str = "") -> "Loaded":
     """Load a model folder written by lmforge; see `lmforge.inference.load`."""
     from lmforge.inference import load as _load
 
-    return _load(path, precision=precision, batch_size=batch_size, template=template)
+    return _load(path, precision=precision, batch_size=batch_size, template=template, quantize=quantize)

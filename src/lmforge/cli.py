@@ -186,6 +186,16 @@ COMMANDS: dict[str, Command] = {
                             (["--api-key"],
                              {"help": "require 'Authorization: Bearer KEY' on every request but /health"}),
                             (["--max-batch"], {"type": _POSITIVE, "help": "most requests per forward pass"}),
+                            (["--max-batch-tokens"], {"type": _POSITIVE, "help": "most padded tokens per forward pass "
+                                                                                "(queued texts are grouped by length)"}),
+                            (["--quantize"], {"choices": ["int8"],
+                                              "help": "quantize on load: int8 weights and activations for encoders, "
+                                                      "int8 weights for generators"}),
+                            (["--compile"], {"action": "store_true",
+                                             "help": "compile the greedy decoding step at start-up (generators)"}),
+                            (["--prompt-lookup"], {"type": _POSITIVE, "metavar": "N",
+                                                   "help": "greedy decoding drafts N tokens per step from the prompt "
+                                                           "(answers that copy from their prompt come faster)"}),
                             _PRECISION, _TEMPLATE]),
     "ui": Command("web UI on this machine: watch, start, compare and try runs under --runs",
                   flags=[(["--runs"], {"help": "folder whose run folders the UI shows and where new runs go"}),

@@ -18,10 +18,11 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
+from lmforge import greedy
 from lmforge.config import GenerationConfig
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
@@ -132,11 +133,15 @@ def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]
 
 @torch.no_grad()
 def complete(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConfig, device: torch.device,
-             precision: str, batch_size: int = 8, strip: bool = True) -> list[Completion]:
+             precision: str, batch_size: int = 8, strip: bool = True,
+             observe: Callable[[greedy.Decoded], None] | None = None) -> list[Completion]:
     """Completions of already-formatted prompts: batched with left padding, longest first.
 
     The one decoding path behind `generate`, `kb ask` and the server (which also sends raw prompts
     and reports token counts). `strip` trims answers as chat shows them; raw completions keep spaces.
+    Greedy decoding of a decoder runs lmforge's own loop (`lmforge.greedy`: static cache, optional
+    compiled step and prompt-lookup drafts), everything else `model.generate`; `observe` sees each
+    batch the own loop decoded (its forward passes and accepted drafts).
     """
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     done: list[Completion] = [None] * len(prompts)  # type: ignore[list-item]
@@ -147,17 +152,50 @@ def complete(model: Any, tokenizer: Any, prompts: list[str], cfg: GenerationConf
         chunk = order[start : start + batch_size]
         enc = _encode(tokenizer, [prompts[i] for i in chunk], device, limit, chunk, seq2seq)
         with autocast(precision, device, model):
-            out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
-        # A decoder's output repeats the prompt; an encoder-decoder's starts with the decoder start token.
-        rows = out[:, 1 if seq2seq else enc["input_ids"].shape[1]:].tolist()
+            rows = _decode(model, tokenizer, enc, cfg, stops, seq2seq, observe)
         for i, row, n_prompt in zip(chunk, rows, enc["attention_mask"].sum(1).tolist()):
             done[i] = _completion(tokenizer, row, int(n_prompt), stops, cfg, strip)
     return done
 
 
+# Settings a checkpoint's generation_config.json may carry that make `generate` change logits or stop
+# otherwise than plain greedy decoding; a model with any of them set keeps `generate`.
+_LOGITS_SETTINGS = ("suppress_tokens", "begin_suppress_tokens", "bad_words_ids", "forced_bos_token_id",
+                    "forced_eos_token_id", "min_new_tokens", "no_repeat_ngram_size", "sequence_bias",
+                    "max_time", "stop_strings")
+
+
+def lean_greedy(model: Any, cfg: GenerationConfig) -> bool:
+    """Whether `greedy.decode` can produce what `generate` would: greedy, no repetition penalty, no stop
+    strings (generate checks them on decoded text as it goes), a decoder that takes an external cache,
+    and no logits settings saved with the checkpoint."""
+    if cfg.do_sample or cfg.repetition_penalty != 1.0 or cfg.stop or not greedy.supports(model):
+        return False
+    saved = model.generation_config
+    return not any(getattr(saved, key, None) for key in _LOGITS_SETTINGS) and not saved.min_length
+
+
+def _plan(cfg: GenerationConfig) -> greedy.Plan:
+    return greedy.Plan(draft=cfg.prompt_lookup, compile=cfg.compile)
+
+
+def _decode(model: Any, tokenizer: Any, enc: Any, cfg: GenerationConfig, stops: set[int], seq2seq: bool,
+            observe: Callable[[greedy.Decoded], None] | None) -> list[list[int]]:
+    """The generated tokens of each prompt of one batch (a row may run on past its first stop token)."""
+    if lean_greedy(model, cfg):
+        decoded = greedy.decode(model, enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens, stops, _plan(cfg))
+        if observe:
+            observe(decoded)
+        return decoded.rows
+    out = model.generate(**enc, **decoding_kwargs(tokenizer, cfg))
+    # A decoder's output repeats the prompt; an encoder-decoder's starts with the decoder start token.
+    return out[:, 1 if seq2seq else enc["input_ids"].shape[1]:].tolist()
+
+
 def stream(model: Any, tokenizer: Any, prompt: str, cfg: GenerationConfig, device: torch.device, precision: str,
            cancel: threading.Event | None = None, timeout: float | None = None) -> Iterator[str]:
-    """Text pieces of the completion of `prompt` as they are generated (for `chat` and SSE).
+    """Text pieces of the completion of `prompt` as they are generated (for `chat` and SSE), from the
+    same loop as `complete` (lmforge's own for greedy decoders, else `generate`).
 
     Setting `cancel`, or closing this iterator, stops generation (a client that left); `timeout`
     bounds the wait for each piece.
@@ -173,10 +211,23 @@ def stream(model: Any, tokenizer: Any, prompt: str, cfg: GenerationConfig, devic
     enc = _encode(tokenizer, [prompt], device, prompt_limit(model, tokenizer, cfg), [0], is_seq2seq(model))
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
 
+    def listen(appended: list[list[int]]) -> bool:
+        if appended[0]:
+            streamer.put(torch.tensor(appended[0]))
+        return cancel.is_set()
+
     def work() -> None:
         with torch.no_grad(), autocast(precision, device, model):
-            model.generate(**enc, **decoding_kwargs(tokenizer, cfg), streamer=streamer,
-                           stopping_criteria=StoppingCriteriaList([Cancelled()]))
+            if not lean_greedy(model, cfg):
+                model.generate(**enc, **decoding_kwargs(tokenizer, cfg), streamer=streamer,
+                               stopping_criteria=StoppingCriteriaList([Cancelled()]))
+                return
+            streamer.put(enc["input_ids"][0])  # the prompt, which the streamer skips
+            try:
+                greedy.decode(model, enc["input_ids"], enc["attention_mask"], cfg.max_new_tokens,
+                              set(stop_token_ids(tokenizer)), _plan(cfg), listen)
+            finally:
+                streamer.end()
 
     threading.Thread(target=work, daemon=True).start()
     try:

@@ -19,7 +19,7 @@ import torch
 from lmforge import config as config_mod
 from lmforge.config import Config, ModelConfig
 from lmforge.errors import LmforgeError
-from lmforge.models.int8 import load_int8, read_spec
+from lmforge.models.int8 import load_int8, quantize_on_load, read_spec
 from lmforge.models.load import as_folder, check_weights, hub_call, is_encoder_decoder, load_tokenizer
 from lmforge.runtime.device import pick_device, resolve_precision
 
@@ -50,22 +50,29 @@ def model_folder(source: str | Path) -> Path:
     return folder
 
 
-def load_placed(source: str | Path, auto_class: str, precision: str = "auto") -> Placed:
+def load_placed(source: str | Path, auto_class: str, precision: str = "auto", quantize: str = "") -> Placed:
     """The model of `source` as the transformers class named `auto_class`, ready for inference.
 
     Inference keeps no master weights, so a bf16 run casts the weights once here instead of
     autocasting every call; an int8-dynamic folder runs its fp32 activations on the CPU's int8
-    kernels; a folder stored in bf16 runs in bf16 whatever is asked.
+    kernels; a folder stored in bf16 runs in bf16 whatever is asked. `quantize="int8"` quantizes a
+    float folder in memory as `lmforge quantize` would (the method by what the model does).
     """
     import transformers
 
     folder = model_folder(source)
     spec = read_spec(folder)
+    if quantize not in ("", "int8"):
+        raise LmforgeError(f"quantize must be int8 (or empty), not '{quantize}'")
+    if quantize and spec:
+        raise LmforgeError(f"{folder} is quantized already ({spec['method']}): load it without quantize")
     cls = getattr(transformers, auto_class)
     if spec:
         model = hub_call(str(source), lambda: load_int8(cls, folder, spec))
     else:
         model = hub_call(str(source), lambda: cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False))
+    if quantize:
+        spec = {"method": quantize_on_load(model, model.can_generate())}
     tokenizer = load_tokenizer(ModelConfig(path=str(folder)))
     device = torch.device("cpu") if spec else pick_device()
     chosen = "fp32" if spec and spec["method"] == "int8-dynamic" else resolve_precision(precision, device)

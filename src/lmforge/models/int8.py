@@ -116,6 +116,21 @@ def pack_dynamic(model: torch.nn.Module) -> None:
         _replace(model, name, dynamic)
 
 
+def quantize_on_load(model: torch.nn.Module, generates: bool) -> str:
+    """Quantize a loaded fp32 model in place, as `lmforge quantize` would write it; the method it chose.
+
+    A decoder gets int8 weights with float activations (`int8-weight-only`: its token-by-token decoding
+    is bound by reading weights); any other model int8 weights and activations on torch's dynamic int8
+    kernels (`int8-dynamic`: an encoder's forward is bound by its matmuls). The caller keeps the model
+    on the CPU, in fp32 for `int8-dynamic`.
+    """
+    method = "int8-weight-only" if generates else "int8-dynamic"
+    convert(model.cpu().float(), method)
+    if method == "int8-dynamic":
+        pack_dynamic(model)
+    return method
+
+
 def has_dynamic_int8(model: torch.nn.Module) -> bool:
     """True when `model` runs torch's dynamic int8 Linear kernels, which have no backward."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear

@@ -32,13 +32,23 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def create_app(model_path: str | Path, api_key: str | None = None, max_batch: int = 16, max_wait_ms: float = 5,
                max_queue: int = 256, max_body_bytes: int = 1_000_000, max_inputs: int = 64, max_tokens: int = 512,
-               timeout_s: float = 60, precision: str = "auto", template: str | None = None) -> FastAPI:
+               timeout_s: float = 60, precision: str = "auto", template: str | None = None, quantize: str = "",
+               max_batch_tokens: int = 2048, compile: bool = False, prompt_lookup: int = 0) -> FastAPI:
     """An app serving the lmforge model folder `model_path` (its name in the API is the folder name).
 
-    Chat prompts use the template saved with the model, or `template` (see `lmforge.load`).
+    Chat prompts use the template saved with the model, or `template` (see `lmforge.load`); `quantize`
+    "int8" quantizes the model on load. Queued texts are grouped by length into forward passes of at
+    most `max_batch_tokens` padded tokens (and `max_batch` texts or prompts). `compile` and
+    `prompt_lookup` turn on the model's `generation.compile` / `generation.prompt_lookup` (greedy
+    decoding); a compiled step is compiled here, before the first request.
     """
-    engine = Engine(load(model_path, precision=precision, template=template), Path(model_path).resolve().name)
-    batcher = Batcher(engine.run, max_batch, max_wait_ms, max_queue)
+    loaded = load(model_path, precision=precision, template=template, quantize=quantize)
+    generation = loaded.cfg.generation
+    generation.compile = generation.compile or compile
+    generation.prompt_lookup = prompt_lookup or generation.prompt_lookup
+    engine = Engine(loaded, Path(model_path).resolve().name)
+    engine.warm_up()
+    batcher = Batcher(engine.run, max_batch, max_wait_ms, max_queue, cost=engine.tokens, max_tokens=max_batch_tokens)
     metrics = Metrics(batcher.queue.qsize)
 
     @asynccontextmanager
@@ -62,11 +72,14 @@ def create_app(model_path: str | Path, api_key: str | None = None, max_batch: in
 
 
 def run(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, max_batch: int = 16,
-        precision: str = "auto", template: str | None = None) -> None:
+        precision: str = "auto", template: str | None = None, quantize: str = "", max_batch_tokens: int = 2048,
+        compile: bool = False, prompt_lookup: int = 0) -> None:
     """Serve `model` until interrupted (the `lmforge serve` command)."""
     import uvicorn
 
-    app = create_app(model, api_key=api_key, max_batch=max_batch, precision=precision, template=template)
+    app = create_app(model, api_key=api_key, max_batch=max_batch, precision=precision, template=template,
+                     quantize=quantize, max_batch_tokens=max_batch_tokens, compile=compile,
+                     prompt_lookup=prompt_lookup)
     if host not in LOOPBACK and not api_key:
         logger.warning(f"serving on {host} without --api-key: anyone who can reach this port can use the model")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

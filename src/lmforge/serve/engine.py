@@ -13,9 +13,12 @@ from typing import Any, Callable, Hashable, Iterator, TypeVar
 
 import numpy as np
 
+from lmforge import greedy
 from lmforge.config import GenerationConfig
 from lmforge.decoding import Completion, complete, cut_at_stop, prompt_text, stream, tokenizer_lock
 from lmforge.inference import Loaded
+from lmforge.log import logger
+from lmforge.runtime.device import autocast
 from lmforge.tasks.contracts import ClassifiesSequences, Explains, Generates, TagsSpans
 
 T = TypeVar("T")
@@ -40,6 +43,16 @@ class Engine:
         self.loaded, self.name = loaded, name
         self.tokenizer = loaded.tokenizer
         self.context = getattr(loaded.model.config, "max_position_embeddings", None)
+
+    def warm_up(self) -> None:
+        """Compile the greedy decoding step now (`generation.compile`), so that no request waits for it."""
+        loaded, cfg = self.loaded, self.loaded.cfg.generation
+        if not (cfg.compile and self.generates and greedy.supports(loaded.model)):
+            return
+        logger.info("compiling the decoding step (once per process; minutes on a small CPU)")
+        with autocast(loaded.precision, loaded.device, loaded.model):
+            seconds = greedy.warm_up(loaded.model, greedy.Plan(draft=cfg.prompt_lookup, compile=True), loaded.device)
+        logger.info(f"decoding step compiled in {seconds:.0f} s")
 
     @property
     def kind(self) -> str:
@@ -84,6 +97,15 @@ class Engine:
     def count(self, text: str) -> int:
         with tokenizer_lock(self.tokenizer):
             return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def tokens(self, item: tuple[str, Any]) -> int:
+        """What a queue item costs a forward pass: the tokens of its text or prompt, as far as the model
+        reads them (the batcher groups items of similar cost and caps each pass's padded tokens)."""
+        kind, payload = item
+        if kind == "complete":
+            return self.count(payload.prompt)
+        text = payload[0] if kind == "explain" else payload
+        return min(self.count(text), EMBED_MAX_LENGTH if kind == "embed" else self.loaded.cfg.model.max_length)
 
     def config(self, max_tokens: int, temperature: float | None, top_p: float | None,
                stop: list[str] | None) -> GenerationConfig:
