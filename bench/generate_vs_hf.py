@@ -100,7 +100,7 @@ def hf_variant(folder: Path, precision: str, new_tokens: int, lookup: bool) -> d
 def lmforge_variant(folder: Path, precision: str, new_tokens: int, compile: bool = False, lookup: bool = False,
                     int8: bool = False) -> dict:
     import lmforge
-    from lmforge.decoding import generate
+    from lmforge.decoding import complete, prompt_text
 
     loaded = lmforge.load(folder, precision=precision, quantize="int8" if int8 else "")
     cfg = loaded.cfg.generation
@@ -113,9 +113,9 @@ def lmforge_variant(folder: Path, precision: str, new_tokens: int, compile: bool
 
     def answer(messages: list[str], batch: int, new_tokens: int) -> list[str]:
         cfg.max_new_tokens = new_tokens
-        conversations = [[{"role": "user", "content": m}] for m in messages]
-        return generate(loaded.model, loaded.tokenizer, conversations, cfg, loaded.device, loaded.precision,
-                        batch_size=batch, observe=observe)
+        prompts = [prompt_text(loaded.tokenizer, [{"role": "user", "content": m}]) for m in messages]
+        return [c.text for c in complete(loaded.model, loaded.tokenizer, prompts, cfg, loaded.device,
+                                         loaded.precision, batch_size=batch, observe=observe)]
 
     return _measure(answer, loaded.tokenizer, new_tokens, stats=stats)
 
