@@ -52,7 +52,7 @@ def common_config(args: argparse.Namespace, out: Path, precision: str):
         f"data.train={train}", f"data.validation={val}", f"model.preset={args.preset}",
         f"model.tokenizer={ROOT / 'assets/bert-chinese-tokenizer'}", f"model.max_length={args.max_length}",
         f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", f"train.lr={args.lr}",
-        "train.seed=0", f"train.warmup_ratio={args.warmup}", f"output_dir={out / 'run'}", "train.log_every=1",
+        f"train.seed={args.seed}", f"train.warmup_ratio={args.warmup}", f"output_dir={out / 'run'}", "train.log_every=1",
         f"train.precision={precision}", "train.patience=0",
     ])
 
@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and batch order (the rows stay the same)")
     parser.add_argument("--tolerance", type=float, default=0.01, help="accuracy a 'best' Trainer may lose")
     args = parser.parse_args()
     if args.variant:
@@ -148,7 +149,8 @@ def main() -> None:
 def _print_table(results: list[dict], args: argparse.Namespace) -> None:
     print(f"\nbox: {describe_box()}")
     print(f"zh sentiment, preset {args.preset} (random init), {args.train_rows} train rows, {args.epochs:g} epoch(s), "
-          f"batch {args.batch_size}, lr {args.lr:g}, max_length {args.max_length}, {args.val_rows} validation rows\n")
+          f"batch {args.batch_size}, lr {args.lr:g}, seed {args.seed}, max_length {args.max_length}, "
+          f"{args.val_rows} validation rows\n")
     top = max(r["accuracy"] for r in results)
     learned = [r for r in results if r["variant"].startswith("trainer") and r["accuracy"] >= top - args.tolerance]
     best = max(learned, key=lambda r: r["samples_per_s"]) if learned else None
