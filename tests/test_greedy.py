@@ -80,6 +80,21 @@ def test_generate_keeps_what_the_own_loop_does_not_do(llama):
         llama.generation_config.suppress_tokens = None
 
 
+def test_own_loop_only_for_a_lone_prompt_with_a_lever(llama):
+    """Plain greedy and batches stay with `generate` (the own loop was slower there in the bench); a lone
+    prompt with prompt lookup or a compiled step runs the own loop."""
+    from dataclasses import replace
+
+    from lmforge.config import GenerationConfig
+    from lmforge.decoding import own_loop
+
+    plain = GenerationConfig()
+    assert not own_loop(llama, plain, 1)
+    for lever in (replace(plain, prompt_lookup=4), replace(plain, compile=True)):
+        assert own_loop(llama, lever, 1) and not own_loop(llama, lever, 2)
+        assert not own_loop(llama, replace(lever, do_sample=True), 1)
+
+
 def test_listen_sees_every_token_once_and_can_stop(llama, prompts):
     heard: list[int] = []
 

@@ -192,10 +192,11 @@ COMMANDS: dict[str, Command] = {
                                               "help": "quantize on load: int8 weights and activations for encoders, "
                                                       "int8 weights for generators"}),
                             (["--compile"], {"action": "store_true",
-                                             "help": "compile the greedy decoding step at start-up (generators)"}),
+                                             "help": "compile the greedy decoding step at start-up (generators; used for "
+                                                     "one request at a time, batches use generate)"}),
                             (["--prompt-lookup"], {"type": _POSITIVE, "metavar": "N",
-                                                   "help": "greedy decoding drafts N tokens per step from the prompt "
-                                                           "(answers that copy from their prompt come faster)"}),
+                                                   "help": "greedy decoding of a lone request drafts N tokens per step from "
+                                                           "the prompt (answers that copy from it come faster)"}),
                             _PRECISION, _TEMPLATE]),
     "ui": Command("web UI on this machine: watch, start, compare and try runs under --runs",
                   flags=[(["--runs"], {"help": "folder whose run folders the UI shows and where new runs go"}),

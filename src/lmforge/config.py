@@ -135,9 +135,9 @@ class GenerationConfig:
     repetition_penalty: float = opt(1.0, "penalty > 1 discourages repeating tokens", low=0)
     stop: list[str] = opt([], "extra strings that end an answer (EOS and the template's end-of-turn always do)")
     prompt_lookup: int = opt(0, "greedy: draft this many tokens per step from the prompt (prompt-lookup decoding; "
-                             "same tokens, faster when answers copy from their prompt; 0: off)", low=0)
+                             "same tokens, faster when answers copy from their prompt; one prompt at a time; 0: off)", low=0)
     compile: bool = opt(False, "greedy: compile the decoding step (torch.compile, once per shape bucket and process; "
-                               "pays off in `serve` and long runs)")
+                               "one prompt at a time; pays off in `serve` and long runs)")
 
 
 @dataclass
