@@ -162,15 +162,16 @@ def compiled_step() -> Callable[..., torch.Tensor]:
 
 @torch.no_grad()
 def warm_up(model: Any, plan: Plan, device: torch.device) -> float:
-    """Compile the step for the shapes a server meets (batch 1 and larger, one fed token and 1 + draft,
-    two cache lengths) before a request has to wait for it; the seconds it took."""
+    """Compile the step for the shapes a server meets (one prompt: `decoding.own_loop` leaves batches to
+    `generate`; one fed token and 1 + draft; two cache lengths, so the length is compiled symbolic) before
+    a request has to wait for it; the seconds it took."""
     start = time.perf_counter()
+    zeros = torch.zeros(1, dtype=torch.long, device=device)
     with _attention(model):
-        for batch, length in ((1, STEP_BUCKET), (2, STEP_BUCKET), (1, 2 * STEP_BUCKET), (2, 2 * STEP_BUCKET)):
-            cache = SlotCache(model, batch, length, _cache_dtype(model), device)
-            zeros = torch.zeros(batch, dtype=torch.long, device=device)
+        for length in (STEP_BUCKET, 2 * STEP_BUCKET):
+            cache = SlotCache(model, 1, length, _cache_dtype(model), device)
             for width in sorted({1, 1 + plan.draft}):
-                compiled_step()(model, cache, torch.ones((batch, width), dtype=torch.long, device=device), zeros, zeros)
+                compiled_step()(model, cache, torch.ones((1, width), dtype=torch.long, device=device), zeros, zeros)
     return time.perf_counter() - start
 
 
