@@ -37,7 +37,7 @@ from lmforge.tasks.contracts import Baselined, Data, Examples, Explains, Model, 
 from lmforge.train import recipe
 from lmforge.train.freeze import freeze_bottom_layers, freeze_embeddings
 from lmforge.train.loop import FitResult, Watch, fit
-from lmforge.train.parallel import wait_for_all
+from lmforge.train.parallel import on_main_process, wait_for_all
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -98,7 +98,7 @@ def fit_prepared(prepared: Prepared, output_dir: Path | None = None, watch: Watc
     """Save the resolved config in the run folder (`output_dir`, default the config's) and train there."""
     cfg = prepared.cfg if output_dir is None else dataclasses.replace(prepared.cfg, output_dir=str(output_dir))
     wait_for_all()  # under torchrun, no process writes before every one has checked output_dir
-    config_mod.save(cfg, Path(cfg.output_dir) / "config.yaml")
+    on_main_process(lambda: config_mod.save(cfg, Path(cfg.output_dir) / "config.yaml"), None)
     return fit(cfg, prepared.task, prepared.model, prepared.tokenizer, prepared.train, prepared.validation,
                prepared.precision, watch)
 
