@@ -74,6 +74,7 @@ def prepare(cfg: Config, task: Task[Any] | None = None) -> Prepared:
     check_output_dir(cfg)
     with _removed_if_failing(Path(cfg.output_dir)):  # encoding may write (a pretraining token file), then refuse
         model, tokenizer = task.build_model(data)
+        check_max_length(cfg, model)
         task.bind(model, tokenizer)
         train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
         cfg = recipe.resolve(cfg, model, len(train))
@@ -120,6 +121,19 @@ def freeze(cfg: Config, model: Model) -> None:
         frozen = freeze_bottom_layers(model, cfg.train.freeze_layers)
         logger.info(f"train.freeze_layers: embeddings and the bottom {cfg.train.freeze_layers} layers frozen "
                     f"({frozen:,} parameters)")
+
+
+def check_max_length(cfg: Config, model: Model) -> None:
+    """Refuse a model.max_length beyond the model's table of positions: the first text that long would
+    stop training halfway with an index error (a preset's table is sized to model.max_length)."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return
+    if "roberta" in model.config.model_type:  # XLM-R, e5: positions count from padding_idx + 1, so 514 hold 512
+        positions -= model.config.pad_token_id + 1
+    if cfg.model.max_length > positions:
+        raise LmforgeError(f"config key 'model.max_length': {cfg.model.max_length} is above the {positions} positions "
+                           f"the model has (max_position_embeddings); set model.max_length={positions} or less")
 
 
 def check_applies(cfg: Config, task: Task[Any]) -> None:
