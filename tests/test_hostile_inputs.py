@@ -81,6 +81,14 @@ BAD_DATA: dict[str, tuple[str, bytes, str]] = {
     "latin-1 file read as utf-8": ("latin.csv", "text,label\ncafé,pos\n".encode("latin-1") + _csv(ROWS, header=""),
                                    "latin.csv:2: cannot decode as utf-8"),
     "unsupported suffix": ("data.xlsx", b"PK\x03\x04", "data.xlsx: unsupported data format"),
+    "a label of 1e400 (infinite)": ("inf.jsonl", "".join('{"text": "%s", "label": %s}\n' % (t, "1e400" if i % 2 else 0)
+                                                         for i, (t, _) in enumerate(ROWS)).encode(),
+                                    "inf.jsonl:2 [label]: label inf is not a finite number"),
+    "a NaN literal as a label": ("nan.jsonl", "".join('{"text": "%s", "label": %s}\n' % (t, "NaN" if i == 3 else i % 2)
+                                                      for i, (t, _) in enumerate(ROWS)).encode(),
+                                 "nan.jsonl:4 [label]: missing label"),
+    "a csv header naming a column twice": ("twice.csv", _csv(ROWS, header="text,text,label\n"),
+                                           "twice.csv:1: duplicate column name(s) in header: text"),
     "a json file in UTF-16": ("utf16.json", json.dumps([{"text": t, "label": lab} for t, lab in ROWS],
                                                        ensure_ascii=False).encode("utf-16"),
                               "utf16.json:1: cannot decode as utf-8 (byte 0xff); it looks like UTF_16, set "
@@ -109,6 +117,9 @@ GOOD_DATA: dict[str, tuple[str, bytes]] = {
     "a json object wrapping the rows": ("wrapped.json", json.dumps({"data": [{"text": t, "label": lab}
                                                                               for t, lab in ROWS]}).encode()),
     "a file name with spaces, CJK and emoji": ("训练 数据 😀.csv", _csv(ROWS)),
+    "jsonl with a BOM": ("bom.jsonl", b"\xef\xbb\xbf" + _jsonl([{"text": t, "label": lab} for t, lab in ROWS])),
+    "a quoted tab inside a tsv field": ("quoted.tsv", b"text\tlabel\n" + b"".join(f'"{t}\tmore"\t{lab}\n'.encode()
+                                                                               for t, lab in ROWS)),
 }
 
 
@@ -164,6 +175,7 @@ def test_bad_values_are_refused_before_the_output_folder_exists(override, messag
     ("train:\n  freeze_embeddings: \"false\"\n", "freeze_embeddings", False),  # a quoted false is still false
     ("train:\n  lr: 3e-5\n", "lr", 3e-5),  # YAML reads 3e-5 (no dot) as a string
     ("# every option at its default\n", "lr", 0.0),
+    ("\ufefftrain:\n  lr: 1e-3\n", "lr", 1e-3),  # a BOM from a Windows editor
 ])
 def test_legitimate_odd_yaml_is_read_right(content, key, value, tmp_path):
     from lmforge import config
@@ -571,6 +583,28 @@ CASES: dict[str, Case] = {
     "data.train a link to /dev/zero": Case(["baseline", "data.train={tmp}/z.csv", "output_dir={tmp}/o"],
                                            "z.csv is a character device, not a data file", {"z.csv": _to_dev_zero},
                                            ["{tmp}/o"]),
+    "output_dir starting with ~": Case(["baseline", "data.train={tiny}/train.csv", "output_dir=~/lmforge-no-such-run"],
+                                       "lmforge does not expand '~'", {}, ["~/lmforge-no-such-run"]),
+    "data.train with a glob": Case(["baseline", "data.train={tiny}/*.csv", "output_dir={tmp}/o"],
+                                   "file not found: {tiny}/*.csv", {}, ["{tmp}/o"]),
+    "data.test a header-only file": Case(["baseline", "data.train={tiny}/train.csv", "data.test={tmp}/h.csv",
+                                          "output_dir={tmp}/o"], "h.csv: no data rows", HEADER_ONLY, ["{tmp}/o"]),
+    "data.validation with labels training never saw": Case(["baseline", "data.train={tiny}/train.csv",
+                                                            "data.validation={tmp}/v.csv", "output_dir={tmp}/o"],
+                                                           "v.csv:2 [label]: label 'meh' never appears",
+                                                           {"v.csv": _csv([(t, "meh") for t, _ in ROWS])}, ["{tmp}/o"]),
+    "overwrite=maybe": Case(["baseline", "data.train={tiny}/train.csv", "output_dir={tmp}/o", "overwrite=maybe"],
+                            "config key 'overwrite': expected bool, got 'maybe'", {}, ["{tmp}/o"]),
+    "a YAML python tag": Case(["baseline", "{tmp}/c.yaml", "data.train={tiny}/train.csv", "output_dir={tmp}/o"],
+                              "c.yaml:1:8: not valid YAML: could not determine a constructor",
+                              {"c.yaml": b"train: !!python/object/apply:os.system ['touch pwned']\n"},
+                              ["{tmp}/o", "pwned"]),
+    "a bare word among the overrides": Case(["finetune", "data.train={tiny}/train.csv", "output_dir={tmp}/o", "lr"],
+                                            "expected key=value, got 'lr'", {}, ["{tmp}/o"]),
+    "finetune --epochs (a flag it does not have)": Case(["finetune", "data.train={tiny}/train.csv",
+                                                         "output_dir={tmp}/o", "--epochs", "3"],
+                                                        "unrecognized arguments: --epochs 3", {}, ["{tmp}/o"]),
+    "a misspelt command": Case(["fintune", "x=1"], "invalid choice: 'fintune'"),
     "output_dir onto data.train": Case(["baseline", "data.train={tmp}/d.csv", "output_dir={tmp}/d.csv",
                                         "overwrite=true"], "is also an input of this command", {"d.csv": _csv(ROWS)}),
     "a jsonl object giving the label twice": Case(["baseline", "data.train={tmp}/d.jsonl", "output_dir={tmp}/o"],
