@@ -120,3 +120,39 @@ def test_dp_sgd_on_two_processes_matches_one(tiny, tmp_path):
                              load_file(tmp_path / "two" / f"{i}.safetensors"))
     assert one[1]["dp_epsilon"] == pytest.approx(two[1]["dp_epsilon"], rel=1e-12)
     assert 0 < two[1]["dp_epsilon"] <= 8 + 1e-6
+
+
+@pytest.mark.slow
+def test_finetune_under_torchrun_writes_once_and_scores_fewer_examples_than_processes(tiny, tmp_path):
+    """`lmforge finetune` on 2 processes with ONE validation (and test) example: process 1 gets no
+    example to score, and must still join every evaluation (no hang) without changing the metric; only
+    process 0 writes metrics.json, report.html and best/, and the other waits for it rather than exit."""
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\n这个 酒店 很好 the,pos\n", encoding="utf-8")
+    log = _lmforge_on_two(29563, ["finetune", *_base(tiny), f"data.validation={one}", f"data.test={one}",
+                                  f"output_dir={tmp_path / 'run'}"])
+    assert log.count("wrote ") == 1, log[-3000:]  # write_evaluation's one line, from process 0
+    history = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    best_loss = min(r["eval_loss"] for r in history if "eval_loss" in r)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["loss"] == pytest.approx(best_loss, rel=1e-5)  # best/ rescored alone: the loop's number was right
+    assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "best" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_distill_under_torchrun_moves_the_student_into_place_once(tiny, tiny_classifier, tmp_path):
+    """Both processes used to move best/'s files up into --out; the second found them gone and failed."""
+    log = _lmforge_on_two(29583, ["distill", "--teacher", str(tiny_classifier), "--student-layers", "1",
+                                  f"data.train={tiny / 'train.csv'}", f"data.test={tiny / 'test.csv'}",
+                                  "train.max_steps=4", "train.precision=fp32", "--out", str(tmp_path / "s")])
+    assert log.count("wrote ") == 1, log[-3000:]
+    assert (tmp_path / "s" / "model.safetensors").is_file() and (tmp_path / "s" / "report.html").is_file()
+
+
+def _lmforge_on_two(port: int, args: list[str]) -> str:
+    """`torchrun --nproc_per_node 2 -m lmforge ARGS` from this tree; its log (stderr) once it succeeded."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run([*TORCHRUN, "--master_port", str(port), "-m", "lmforge", *args], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr

@@ -7,6 +7,7 @@ and the model cases share one tiny classifier, so the whole file stays fast."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -80,6 +81,18 @@ BAD_DATA: dict[str, tuple[str, bytes, str]] = {
     "latin-1 file read as utf-8": ("latin.csv", "text,label\ncafé,pos\n".encode("latin-1") + _csv(ROWS, header=""),
                                    "latin.csv:2: cannot decode as utf-8"),
     "unsupported suffix": ("data.xlsx", b"PK\x03\x04", "data.xlsx: unsupported data format"),
+    "a label of 1e400 (infinite)": ("inf.jsonl", "".join('{"text": "%s", "label": %s}\n' % (t, "1e400" if i % 2 else 0)
+                                                         for i, (t, _) in enumerate(ROWS)).encode(),
+                                    "inf.jsonl:2 [label]: label inf is not a finite number"),
+    "a NaN literal as a label": ("nan.jsonl", "".join('{"text": "%s", "label": %s}\n' % (t, "NaN" if i == 3 else i % 2)
+                                                      for i, (t, _) in enumerate(ROWS)).encode(),
+                                 "nan.jsonl:4 [label]: missing label"),
+    "a csv header naming a column twice": ("twice.csv", _csv(ROWS, header="text,text,label\n"),
+                                           "twice.csv:1: duplicate column name(s) in header: text"),
+    "a json file in UTF-16": ("utf16.json", json.dumps([{"text": t, "label": lab} for t, lab in ROWS],
+                                                       ensure_ascii=False).encode("utf-16"),
+                              "utf16.json:1: cannot decode as utf-8 (byte 0xff); it looks like UTF_16, set "
+                              "data.encoding=utf_16"),
     "jsonl text with an unpaired surrogate": ("sur.jsonl", "".join(  # json.dumps escapes the surrogate as \\ud800
         json.dumps({"text": t, "label": lab}) + "\n" for t, lab in ROWS + [("bad \ud800", "pos")]).encode(),
         "sur.jsonl:41 [text]: text holds an unpaired surrogate (U+D800)"),
@@ -103,6 +116,10 @@ GOOD_DATA: dict[str, tuple[str, bytes]] = {
     "a 100k-character text": ("huge.csv", _csv(ROWS[:-1] + [("长" * 100_000, "neg")])),
     "a json object wrapping the rows": ("wrapped.json", json.dumps({"data": [{"text": t, "label": lab}
                                                                               for t, lab in ROWS]}).encode()),
+    "a file name with spaces, CJK and emoji": ("训练 数据 😀.csv", _csv(ROWS)),
+    "jsonl with a BOM": ("bom.jsonl", b"\xef\xbb\xbf" + _jsonl([{"text": t, "label": lab} for t, lab in ROWS])),
+    "a quoted tab inside a tsv field": ("quoted.tsv", b"text\tlabel\n" + b"".join(f'"{t}\tmore"\t{lab}\n'.encode()
+                                                                               for t, lab in ROWS)),
 }
 
 
@@ -151,6 +168,20 @@ def test_bad_values_are_refused_before_the_output_folder_exists(override, messag
     data.write_bytes(_csv(ROWS))
     _refused(capsys, ["finetune", f"data.train={data}", f"output_dir={tmp_path / 'out'}", "model.preset=tiny",
                       f"model.tokenizer={tiny / 'tok'}", override], message, tmp_path / "out")
+
+
+@pytest.mark.parametrize("content, key, value", [
+    ("train:\n  freeze_embeddings: yes\n", "freeze_embeddings", True),  # YAML 1.1 spells true this way too
+    ("train:\n  freeze_embeddings: \"false\"\n", "freeze_embeddings", False),  # a quoted false is still false
+    ("train:\n  lr: 3e-5\n", "lr", 3e-5),  # YAML reads 3e-5 (no dot) as a string
+    ("# every option at its default\n", "lr", 0.0),
+    ("\ufefftrain:\n  lr: 1e-3\n", "lr", 1e-3),  # a BOM from a Windows editor
+])
+def test_legitimate_odd_yaml_is_read_right(content, key, value, tmp_path):
+    from lmforge import config
+
+    (tmp_path / "cfg.yaml").write_text(content)
+    assert getattr(config.load(tmp_path / "cfg.yaml").train, key) == value
 
 
 @pytest.mark.parametrize("content, message", [("- a\n- b\n", "mapping"), ("train:\n\tlr: 1\n", "cfg.yaml:2"),
@@ -243,12 +274,21 @@ def test_a_damaged_model_folder_is_refused_in_one_line(name, command, tmp_path, 
 @dataclass
 class Case:
     """`argv` with {tmp}, {model} (a tiny classifier), {tiny} (its data and tok/) filled in; `files` are
-    written under tmp first; `unwritten` (templates too) must not exist afterwards."""
+    written under tmp first (bytes, or a function making the path: a pipe, a link); `unwritten`
+    (templates too) must not exist afterwards."""
 
     argv: list[str]
     message: str
-    files: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, bytes | Callable[[Path], None]] = field(default_factory=dict)
     unwritten: list[str] = field(default_factory=list)
+
+
+def _to_dev_zero(path: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+def _truncated_gzip(path: Path) -> None:
+    path.write_bytes(gzip.compress(("一段足够长的中文文本，用来测试截断的压缩文件。\n" * 2000).encode())[:300])
 
 
 HEADER_ONLY = {"h.csv": b"text,label\n"}
@@ -400,6 +440,264 @@ CASES: dict[str, Case] = {
                              ["{tmp}/s"]),
     "sweep a range upside down": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.lr=1e-3..1e-5:log",
                                        "--out", "{tmp}/s"], "train.lr", {}, ["{tmp}/s"]),
+    "sweep a range without its upper end": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.lr=1e-3..",
+                                                 "--out", "{tmp}/s"], "'1e-3..' is neither a range", {}, ["{tmp}/s"]),
+    "sweep a range of words": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.lr=a..b", "--out",
+                                    "{tmp}/s"], "'a..b' is not a numeric range", {}, ["{tmp}/s"]),
+    "sweep a log range from 0": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.lr=0..1e-3:log",
+                                      "--out", "{tmp}/s"], "a :log range needs a positive lower end", {}, ["{tmp}/s"]),
+    "sweep a key with an empty value": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.lr=", "--out",
+                                             "{tmp}/s"], "'' is neither a range", {}, ["{tmp}/s"]),
+    "sweep a choice the key does not accept": Case(["sweep", "data.train={tiny}/train.csv", "--space",
+                                                    "train.lr=1e-3,abc", "--out", "{tmp}/s"],
+                                                   "config key 'train.lr': expected float, got 'abc'", {}, ["{tmp}/s"]),
+    "sweep a range reaching below the key's minimum": Case(["sweep", "data.train={tiny}/train.csv", "--space",
+                                                            "train.grad_accum=0..2", "--out", "{tmp}/s"],
+                                                           "'train.grad_accum': must be at least 1, got 0", {},
+                                                           ["{tmp}/s"]),
+    "sweep a range over a text key": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.precision=1..3",
+                                           "--out", "{tmp}/s"], "'train.precision' is not a number", {}, ["{tmp}/s"]),
+    "sweep a choice outside the key's options": Case(["sweep", "data.train={tiny}/train.csv", "--space",
+                                                      "train.schedule=linear,exponential", "--out", "{tmp}/s"],
+                                                     "'train.schedule': must be one of", {}, ["{tmp}/s"]),
+    "sweep --space file that is a list": Case(["sweep", "data.train={tiny}/train.csv", "--space", "{tmp}/sp.yaml",
+                                               "--out", "{tmp}/s"], "expected a mapping of config keys",
+                                              {"sp.yaml": b"- a\n- b\n"}, ["{tmp}/s"]),
+    "sweep --max-time -1": Case(["sweep", "data.train={tiny}/train.csv", "--space", "train.lr=1e-4..1e-3", "--out",
+                                 "{tmp}/s", "--max-time", "-1"], "argument --max-time: must be at least 0", {},
+                                ["{tmp}/s"]),
+    # tokenizer train, corpus build (more)
+    "tokenizer train --vocab-size 1": Case(["tokenizer", "train", "{tmp}/raw", "--out", "{tmp}/t", "--vocab-size",
+                                            "1"], "argument --vocab-size: must be at least 100", CORPUS, ["{tmp}/t"]),
+    "tokenizer train --kind unigram": Case(["tokenizer", "train", "{tmp}/raw", "--out", "{tmp}/t", "--kind", "unigram"],
+                                           "argument --kind: invalid choice: 'unigram'", CORPUS, ["{tmp}/t"]),
+    "tokenizer train on binary files only": Case(["tokenizer", "train", "{tmp}/bin", "--out", "{tmp}/t"],
+                                                 "a.txt: binary file (NUL bytes)", {"bin/a.txt": b"\x00\x01\x02" * 300},
+                                                 ["{tmp}/t"]),
+    "tokenizer train --out onto its input file": Case(["tokenizer", "train", "{tmp}/raw/a.txt", "--out",
+                                                       "{tmp}/raw/a.txt"], "is also an input of this command", CORPUS),
+    "corpus build of binary files only": Case(["corpus", "build", "{tmp}/bin", "--out", "{tmp}/c"],
+                                              "2 of 2 files skipped, e.g. {tmp}/bin/a.txt: binary file",
+                                              {"bin/a.txt": b"\x00\x01\x02" * 300, "bin/b.bin": b"\x00" * 100},
+                                              ["{tmp}/c"]),
+    "corpus build of a truncated gzip": Case(["corpus", "build", "{tmp}/t.txt.gz", "--out", "{tmp}/c"],
+                                             "1 of 1 files skipped, e.g. {tmp}/t.txt.gz: not a readable gzip file",
+                                             {"t.txt.gz": _truncated_gzip}, ["{tmp}/c"]),
+    "corpus build of a truncated gzip with --strict": Case(["corpus", "build", "{tmp}/t.txt.gz", "--out", "{tmp}/c",
+                                                            "--strict"], "t.txt.gz: not a readable gzip file",
+                                                           {"t.txt.gz": _truncated_gzip}, ["{tmp}/c"]),
+    "corpus build --min-chars above --max-chars": Case(["corpus", "build", "{tmp}/raw", "--out", "{tmp}/c",
+                                                        "--min-chars", "100", "--max-chars", "10"],
+                                                       "--min-chars 100 is above --max-chars 10", CORPUS, ["{tmp}/c"]),
+    "corpus build of a named pipe": Case(["corpus", "build", "{tmp}/f.txt", "--out", "{tmp}/c", "--strict"],
+                                         "f.txt is a named pipe, not a data file", {"f.txt": os.mkfifo}, ["{tmp}/c"]),
+    "corpus build of a link to /dev/zero": Case(["corpus", "build", "{tmp}/z.txt", "--out", "{tmp}/c"],
+                                                "z.txt is a character device, not a data file",
+                                                {"z.txt": _to_dev_zero}, ["{tmp}/c"]),
+    # trim-vocab, explain (more)
+    "trim-vocab on a header-only file": Case(["trim-vocab", "{model}", "--data", "{tmp}/h.csv", "--out", "{tmp}/t"],
+                                             "h.csv: no data rows", HEADER_ONLY, ["{tmp}/t"]),
+    "trim-vocab --out onto the model": Case(["trim-vocab", "{model}", "--data", "{tiny}/train.csv", "--out", "{model}",
+                                             "--overwrite"], "is also an input of this command"),
+    "trim-vocab --data naming nothing": Case(["trim-vocab", "{model}", "--data", ",", "--out", "{tmp}/t"],
+                                             "--data names nothing", {}, ["{tmp}/t"]),
+    "explain --method lime": Case(["explain", "{model}", "--text", "好", "--method", "lime"],
+                                  "argument --method: invalid choice: 'lime'"),
+    "explain a text of spaces": Case(["explain", "{model}", "--text", "   "], "--text is empty"),
+    "explain --input without the text column": Case(["explain", "{model}", "--input", "{tmp}/b.csv", "--out",
+                                                     "{tmp}/e"], "b.csv [text]: no row has column 'text'",
+                                                    {"b.csv": b"body\nx\n"}, ["{tmp}/e"]),
+    "explain --text and --input together": Case(["explain", "{model}", "--text", "好", "--input", "{tiny}/test.csv"],
+                                                "give exactly one of --text, --input FILE"),
+    "explain --global without --data": Case(["explain", "{model}", "--global"], "--global needs --data FILE"),
+    # predict (more)
+    "predict --input .xlsx": Case(["predict", "{model}", "--input", "{tmp}/a.xlsx", "--output", "{tmp}/p.jsonl"],
+                                  "a.xlsx: unsupported data format '.xlsx'", {"a.xlsx": b"PK\x03\x04"},
+                                  ["{tmp}/p.jsonl"]),
+    "predict --input a folder named like a csv": Case(["predict", "{model}", "--input", "{tmp}/d.csv", "--output",
+                                                       "{tmp}/p.jsonl"], "d.csv is a folder but not one written by",
+                                                      {"d.csv/x": b"x"}, ["{tmp}/p.jsonl"]),
+    "predict --input a named pipe": Case(["predict", "{model}", "--input", "{tmp}/f.csv", "--output", "{tmp}/p.jsonl"],
+                                         "f.csv is a named pipe, not a data file", {"f.csv": os.mkfifo},
+                                         ["{tmp}/p.jsonl"]),
+    "predict --input a link to /dev/zero": Case(["predict", "{model}", "--input", "{tmp}/z.jsonl", "--output",
+                                                 "{tmp}/p.jsonl"], "z.jsonl is a character device",
+                                                {"z.jsonl": _to_dev_zero}, ["{tmp}/p.jsonl"]),
+    "predict --output onto its input": Case(["predict", "{model}", "--input", "{tmp}/i.csv", "--output", "{tmp}/i.csv",
+                                             "--overwrite"], "is also an input of this command", {"i.csv": _csv(ROWS)}),
+    "predict with a file as the model": Case(["predict", "{tmp}/m.bin", "--input", "{tiny}/test.csv", "--output",
+                                              "{tmp}/p.jsonl"], "not a model folder", {"m.bin": b"x"},
+                                             ["{tmp}/p.jsonl"]),
+    # quantize, export-onnx
+    "quantize --out onto the model": Case(["quantize", "{model}", "--method", "int8-dynamic", "--out", "{model}",
+                                           "--overwrite"], "is also an input of this command"),
+    "export-onnx --out onto the model": Case(["export-onnx", "{model}", "--out", "{model}", "--overwrite"],
+                                             "is also an input of this command"),
+    "export-onnx --texts that do not exist": Case(["export-onnx", "{model}", "--out", "{tmp}/x", "--texts",
+                                                   "{tmp}/nope.csv"], "file not found: {tmp}/nope.csv", {},
+                                                  ["{tmp}/x"]),
+    # config files and overrides
+    "a config file that is a number": Case(["baseline", "{tmp}/c.yaml"], "expected a mapping of options",
+                                           {"c.yaml": b"42\n"}),
+    "a config file that does not exist": Case(["baseline", "{tmp}/nope.yaml"], "config file not found"),
+    "train.lr: null in YAML": Case(["baseline", "{tmp}/c.yaml", "data.train={tiny}/train.csv", "output_dir={tmp}/o"],
+                                   "'train.lr': expected float, got None", {"c.yaml": b"train:\n  lr: null\n"},
+                                   ["{tmp}/o"]),
+    "train.lr given a mapping in YAML": Case(["baseline", "{tmp}/c.yaml", "data.train={tiny}/train.csv",
+                                              "output_dir={tmp}/o"], "'train.lr': expected float, got {{'a': 1}}",
+                                             {"c.yaml": b"train:\n  lr: {a: 1}\n"}, ["{tmp}/o"]),
+    "an override with two = signs": Case(["baseline", "data.train={tiny}/train.csv", "output_dir={tmp}/o",
+                                          "train.lr=1e-3=4"], "'train.lr': expected float, got '1e-3=4'", {},
+                                         ["{tmp}/o"]),
+    "an override setting a whole group": Case(["baseline", "data.train={tiny}/train.csv", "output_dir={tmp}/o",
+                                               "train=1"], "'train' is a group of options", {}, ["{tmp}/o"]),
+    "an override without a key": Case(["baseline", "data.train={tiny}/train.csv", "output_dir={tmp}/o", "=1"],
+                                      "override '=1' is not of the form key=value", {}, ["{tmp}/o"]),
+    "data.validation_fraction=1.0": Case(["baseline", "data.train={tiny}/train.csv", "output_dir={tmp}/o",
+                                          "data.validation_fraction=1.0"],
+                                         "'data.validation_fraction': must be at most 0.9", {}, ["{tmp}/o"]),
+    "data.validation_fraction=0 and no validation file": Case(["baseline", "data.train={tiny}/train.csv",
+                                                               "output_dir={tmp}/o", "data.validation_fraction=0"],
+                                                              "data.validation_fraction=0: the share of data.train",
+                                                              {}, ["{tmp}/o"]),
+    "model.max_length beyond the model's positions": Case(["finetune", "data.train={tiny}/train.csv",
+                                                           "output_dir={tmp}/o", "model.path={model}",
+                                                           "model.max_length=100000"],
+                                                          "'model.max_length': 100000 is above the 512 positions", {},
+                                                          ["{tmp}/o"]),
+    # training data (more)
+    "labels that are all one class": Case(["baseline", "data.train={tmp}/one.csv", "output_dir={tmp}/o"],
+                                          "one.csv [label]: need at least 2 classes, found ['pos']",
+                                          {"one.csv": _csv([(t, "pos") for t, _ in ROWS])}, ["{tmp}/o"]),
+    "a text column of empty strings": Case(["baseline", "data.train={tmp}/e.csv", "output_dir={tmp}/o"],
+                                           "e.csv:2 [text]: empty text", {"e.csv": _csv([("", lab) for _, lab in ROWS])},
+                                           ["{tmp}/o"]),
+    "a jsonl text column of spaces": Case(["baseline", "data.train={tmp}/e.jsonl", "output_dir={tmp}/o"],
+                                          "e.jsonl:1 [text]: empty text",
+                                          {"e.jsonl": _jsonl([{"text": "  ", "label": lab} for _, lab in ROWS])},
+                                          ["{tmp}/o"]),
+    "data.text_column empty": Case(["baseline", "data.train={tiny}/train.csv", "output_dir={tmp}/o",
+                                    "data.text_column="], "no row has column ''", {}, ["{tmp}/o"]),
+    "data.train a named pipe": Case(["baseline", "data.train={tmp}/f.csv", "output_dir={tmp}/o"],
+                                    "f.csv is a named pipe, not a data file", {"f.csv": os.mkfifo}, ["{tmp}/o"]),
+    "data.train a link to /dev/zero": Case(["baseline", "data.train={tmp}/z.csv", "output_dir={tmp}/o"],
+                                           "z.csv is a character device, not a data file", {"z.csv": _to_dev_zero},
+                                           ["{tmp}/o"]),
+    "output_dir starting with ~": Case(["baseline", "data.train={tiny}/train.csv", "output_dir=~/lmforge-no-such-run"],
+                                       "lmforge does not expand '~'", {}, ["~/lmforge-no-such-run"]),
+    "data.train with a glob": Case(["baseline", "data.train={tiny}/*.csv", "output_dir={tmp}/o"],
+                                   "file not found: {tiny}/*.csv", {}, ["{tmp}/o"]),
+    "data.test a header-only file": Case(["baseline", "data.train={tiny}/train.csv", "data.test={tmp}/h.csv",
+                                          "output_dir={tmp}/o"], "h.csv: no data rows", HEADER_ONLY, ["{tmp}/o"]),
+    "data.validation with labels training never saw": Case(["baseline", "data.train={tiny}/train.csv",
+                                                            "data.validation={tmp}/v.csv", "output_dir={tmp}/o"],
+                                                           "v.csv:2 [label]: label 'meh' never appears",
+                                                           {"v.csv": _csv([(t, "meh") for t, _ in ROWS])}, ["{tmp}/o"]),
+    "overwrite=maybe": Case(["baseline", "data.train={tiny}/train.csv", "output_dir={tmp}/o", "overwrite=maybe"],
+                            "config key 'overwrite': expected bool, got 'maybe'", {}, ["{tmp}/o"]),
+    "a YAML python tag": Case(["baseline", "{tmp}/c.yaml", "data.train={tiny}/train.csv", "output_dir={tmp}/o"],
+                              "c.yaml:1:8: not valid YAML: could not determine a constructor",
+                              {"c.yaml": b"train: !!python/object/apply:os.system ['touch pwned']\n"},
+                              ["{tmp}/o", "pwned"]),
+    "a bare word among the overrides": Case(["finetune", "data.train={tiny}/train.csv", "output_dir={tmp}/o", "lr"],
+                                            "expected key=value, got 'lr'", {}, ["{tmp}/o"]),
+    "finetune --epochs (a flag it does not have)": Case(["finetune", "data.train={tiny}/train.csv",
+                                                         "output_dir={tmp}/o", "--epochs", "3"],
+                                                        "unrecognized arguments: --epochs 3", {}, ["{tmp}/o"]),
+    "a misspelt command": Case(["fintune", "x=1"], "invalid choice: 'fintune'"),
+    "output_dir onto data.train": Case(["baseline", "data.train={tmp}/d.csv", "output_dir={tmp}/d.csv",
+                                        "overwrite=true"], "is also an input of this command", {"d.csv": _csv(ROWS)}),
+    "a jsonl object giving the label twice": Case(["baseline", "data.train={tmp}/d.jsonl", "output_dir={tmp}/o"],
+                                                  "d.jsonl:1: key 'label' is given twice in one object",
+                                                  {"d.jsonl": "".join('{"text": "%s", "label": "%s", "label": "x"}\n'
+                                                                      % row for row in ROWS).encode()}, ["{tmp}/o"]),
+    "a json array whose object gives a key twice": Case(["baseline", "data.train={tmp}/d.json", "output_dir={tmp}/o"],
+                                                        "d.json: key 'text' is given twice in one object",
+                                                        {"d.json": b'[{"text": "a", "text": "b", "label": "x"}]'},
+                                                        ["{tmp}/o"]),
+    "a csv row with extra fields": Case(["baseline", "data.train={tmp}/x.csv", "output_dir={tmp}/o"],
+                                        "x.csv:42: expected 2 fields, got 4", {"x.csv": _csv(ROWS) + b"a,b,c,d\n"},
+                                        ["{tmp}/o"]),
+    "a label column with a different label on every row": Case(["baseline", "data.train={tmp}/u.csv",
+                                                                "output_dir={tmp}/o"], "too few to hold out",
+                                                               {"u.csv": _csv([(t, f"l{i}") for i, (t, _)
+                                                                               in enumerate(ROWS)])}, ["{tmp}/o"]),
+    # distill, prune, merge, generate, chat
+    "distill from a teacher that does not exist": Case(["distill", "--teacher", "{tmp}/nope",
+                                                        "data.train={tiny}/train.csv", "--out", "{tmp}/s"],
+                                                       "model folder not found: {tmp}/nope", {}, ["{tmp}/s"]),
+    "distill --student-layers 0": Case(["distill", "--teacher", "{model}", "data.train={tiny}/train.csv", "--out",
+                                        "{tmp}/s", "--student-layers", "0"],
+                                       "argument --student-layers: must be at least 1", {}, ["{tmp}/s"]),
+    "distill more student layers than the teacher has": Case(["distill", "--teacher", "{model}",
+                                                              "data.train={tiny}/train.csv", "--out", "{tmp}/s",
+                                                              "--student-layers", "99"],
+                                                             "distill.student_layers must be between 1 and 1", {},
+                                                             ["{tmp}/s"]),
+    "prune --heads 1.5": Case(["prune", "{model}", "--out", "{tmp}/p", "--heads", "1.5"],
+                              "argument --heads: must be at most 1", {}, ["{tmp}/p"]),
+    "prune every head": Case(["prune", "{model}", "--out", "{tmp}/p", "--heads", "1"],
+                             "--heads must be a share in [0, 1)", {}, ["{tmp}/p"]),
+    "prune with an unknown override": Case(["prune", "{model}", "--out", "{tmp}/p", "train.nope=1"],
+                                           "unknown config key 'train.nope'", {}, ["{tmp}/p"]),
+    "merge a model without LoRA": Case(["merge", "{model}", "--out", "{tmp}/m"], "holds no LoRA adapter", {},
+                                       ["{tmp}/m"]),
+    "generate with a classifier": Case(["generate", "{model}", "--input", "{tiny}/test.csv", "--output",
+                                        "{tmp}/g.jsonl"], "is a classification model", {}, ["{tmp}/g.jsonl"]),
+    "chat with a classifier": Case(["chat", "{model}"], "is a classification model: it cannot chat"),
+    # kb, audit, canary, compare
+    "kb build of an empty file": Case(["kb", "build", "{tmp}/e.jsonl", "--out", "{tmp}/kb", "--encoder", "{model}"],
+                                      "e.jsonl: no data rows", {"e.jsonl": b""}, ["{tmp}/kb"]),
+    "kb delete": Case(["kb", "delete", "{tmp}/x"], "argument action: invalid choice: 'delete'"),
+    "kb eval without --data": Case(["kb", "eval", "{tmp}/x"], "kb eval needs INDEX and --data FILE",
+                                   {"x/.keep": b""}),
+    "audit with the training file as holdout": Case(["audit", "{model}", "--data", "{tiny}/train.csv", "--holdout",
+                                                     "{tiny}/train.csv", "--out", "{tmp}/a"],
+                                                    "is the training file --data itself", {}, ["{tmp}/a"]),
+    "audit with a holdout that does not exist": Case(["audit", "{model}", "--data", "{tiny}/train.csv", "--holdout",
+                                                      "{tmp}/nope.csv", "--out", "{tmp}/a"],
+                                                     "file not found: {tmp}/nope.csv", {}, ["{tmp}/a"]),
+    "canary --template without {secret}": Case(["canary", "{tmp}/q.jsonl", "--out", "{tmp}/c.jsonl", "--canaries",
+                                                 "{tmp}/k.json", "--template", "no placeholder"],
+                                                "has no {{secret}} placeholder",
+                                                {"q.jsonl": b'{"question": "a", "answer": "b"}\n' * 20},
+                                                ["{tmp}/c.jsonl", "{tmp}/k.json"]),
+    "canary --canaries onto --out": Case(["canary", "{tmp}/q.jsonl", "--out", "{tmp}/c.jsonl", "--canaries",
+                                          "{tmp}/c.jsonl"], "is the same path as --out",
+                                         {"q.jsonl": b'{"question": "a", "answer": "b"}\n' * 20}, ["{tmp}/c.jsonl"]),
+    "canary in a classification file": Case(["canary", "{tiny}/train.csv", "--out", "{tmp}/c.csv", "--canaries",
+                                             "{tmp}/k.json"], "cannot tell the conversation format", {},
+                                            ["{tmp}/c.csv", "{tmp}/k.json"]),
+    "compare with a model that does not exist": Case(["compare", "{model}", "{tmp}/nope", "--data", "{tiny}/test.csv",
+                                                      "--out", "{tmp}/c"], "model folder not found: {tmp}/nope", {},
+                                                     ["{tmp}/c"]),
+    "compare on a file without labels": Case(["compare", "{model}", "--data", "{tmp}/t.csv", "--out", "{tmp}/c"],
+                                             "no row has column 'label'", {"t.csv": b"text\na\n"}, ["{tmp}/c"]),
+    # evaluate (more)
+    "evaluate a csv named .parquet": Case(["evaluate", "{model}", "--data", "{tmp}/p.parquet", "--out", "{tmp}/o"],
+                                          "p.parquet: cannot read Parquet file", {"p.parquet": b"text,label\na,b\n"},
+                                          ["{tmp}/o"]),
+    "evaluate on labels the model never saw": Case(["evaluate", "{model}", "--data", "{tmp}/u.csv", "--out", "{tmp}/o"],
+                                                   "label 'meh' never appears in the training data",
+                                                   {"u.csv": _csv([(t, "meh") for t, _ in ROWS])}, ["{tmp}/o"]),
+    # encrypt / decrypt / redact (more)
+    "encrypt --out onto an existing file": Case(["encrypt", "{tmp}/a.csv", "--key-file", "{tmp}/k", "--out",
+                                                 "{tmp}/b.enc"], "b.enc already exists",
+                                                {"a.csv": b"x", "b.enc": b"keep"}, ["{tmp}/k"]),
+    "decrypt an empty file": Case(["decrypt", "{tmp}/e.csv.enc", "--key-file", "{tmp}/k"], "e.csv.enc: not a file "
+                                  "encrypted by `lmforge encrypt`", {"e.csv.enc": b"", "k": b"A" * 43 + b"="},
+                                  ["{tmp}/e.csv"]),
+    "encrypt with a folder as the key file": Case(["encrypt", "{tmp}/a.csv", "--key-file", "{tmp}/kd"],
+                                                  "{tmp}/kd: not a key file", {"a.csv": b"x", "kd/x": b""},
+                                                  ["{tmp}/a.csv.enc"]),
+    "redact an empty file": Case(["redact", "{tmp}/e.csv", "--out", "{tmp}/r.csv"], "e.csv: file is empty",
+                                 {"e.csv": b""}, ["{tmp}/r.csv"]),
+    "redact --encoding klingon": Case(["redact", "{tiny}/test.csv", "--out", "{tmp}/r.csv", "--encoding", "klingon"],
+                                      "unknown encoding 'klingon'", {}, ["{tmp}/r.csv"]),
+    # ui, serve
+    "ui --runs that is a file": Case(["ui", "--runs", "{tmp}/f"], "--runs {tmp}/f is an existing file, not a folder",
+                                     {"f": b"x"}),
+    "serve a model that does not exist": Case(["serve", "{tmp}/nope"], "model folder not found: {tmp}/nope"),
 }
 
 
@@ -412,7 +710,10 @@ def test_careless_commands_get_one_clear_error(name, tmp_path, capsys, tiny, tin
 
     for relative, content in case.files.items():
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative).write_bytes(content)
+        if callable(content):
+            content(tmp_path / relative)
+        else:
+            (tmp_path / relative).write_bytes(content)
     _refused(capsys, [fill(a) for a in case.argv], fill(case.message), *(Path(fill(u)) for u in case.unwritten))
 
 
@@ -489,6 +790,19 @@ SERVE_BODIES: dict[str, tuple[str, bytes, int]] = {
     "a JSON list body": ("/v1/classify", b'["a"]', 422),
     "an unpaired surrogate": ("/v1/classify", b'{"input": ["bad \\ud800"]}', 422),
     "a NUL byte": ("/v1/classify", b'{"input": ["bad \\u0000"]}', 422),
+    "input null": ("/v1/classify", b'{"input": null}', 422),
+    "one bare text": ("/v1/classify", b'{"input": "\xe5\xa5\xbd"}', 200),
+    "a misspelt field": ("/v1/explain", b'{"input": ["a"], "mehtod": "ig"}', 422),
+    "an empty body": ("/v1/classify", b"", 422),
+    "an empty text": ("/v1/classify", b'{"input": [""]}', 422),
+    "10,000 texts": ("/v1/classify", json.dumps({"input": ["a"] * 10_000}).encode(), 422),
+    "nested lists": ("/v1/classify", b'{"input": [["a"]]}', 422),
+    "an unknown explain method": ("/v1/explain", b'{"input": ["a"], "method": "lime"}', 422),
+    "an empty text to explain": ("/v1/explain", b'{"input": [""]}', 422),
+    "a body in UTF-16": ("/v1/classify", '{"input": ["好"]}'.encode("utf-16"), 200),
+    "JSON nested 100,000 deep": ("/v1/classify", b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),
+    "ner on a classifier": ("/v1/ner", b'{"input": ["a"]}', 400),
+    "chat without a model name": ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "hi"}]}', 422),
 }
 
 

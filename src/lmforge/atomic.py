@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,9 +20,7 @@ def write_file(path: Path, fill: Callable[[Path], None]) -> None:
     """Call fill(tmp_path) to write the content, then rename tmp_path to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _fresh(path.parent, f".{path.name}.tmp-", _create_file)
     try:
         fill(tmp)
         os.replace(tmp, path)
@@ -41,7 +39,7 @@ def write_dir(target: Path, fill: Callable[[Path], None]) -> None:
     if target.exists() and not target.is_dir():  # never rename a user's file aside as if it were a folder
         raise LmforgeError(f"{target} is a file, not a folder: refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    tmp = _fresh(target.parent, f".{target.name}.tmp-", os.mkdir)
     try:
         fill(tmp)
         old = target.with_name(f".{target.name}.old")
@@ -52,6 +50,25 @@ def write_dir(target: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fresh(parent: Path, prefix: str, make: Callable[[Path], None]) -> Path:
+    """A new, uniquely named path in `parent`, created by `make` with the permissions the umask gives.
+
+    tempfile's mkstemp/mkdtemp create 0600 files and 0700 folders, and the rename would hand that
+    privacy to the output: a model folder or metrics file others on the machine could not read,
+    unlike anything `mkdir` or `open` makes."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(8)}"
+        try:
+            make(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -41,6 +41,9 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[str | Path | None]
     for out in outputs:
         if not str(out.path).strip():  # Path("") is the current folder: an empty value is a slip, not a choice
             raise LmforgeError(f"{out.flag} is empty: give the {out.kind} to write")
+        if str(out.path).startswith("~"):  # no shell expanded it (a YAML value, a quoted flag)
+            raise LmforgeError(f"{out.flag} {out.path}: lmforge does not expand '~' (it would write a folder named "
+                               f"'~' here); give the path as {Path(out.path).expanduser()}")
         target = _real(out.path)
         if target in taken:
             raise LmforgeError(f"{out.flag} {out.path} is the same path as {taken[target]}; give each output its own path")

@@ -37,7 +37,7 @@ from lmforge.tasks.contracts import Baselined, Data, Examples, Explains, Model, 
 from lmforge.train import recipe
 from lmforge.train.freeze import freeze_bottom_layers, freeze_embeddings
 from lmforge.train.loop import FitResult, Watch, fit
-from lmforge.train.parallel import wait_for_all
+from lmforge.train.parallel import on_main_process, wait_for_all
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -74,6 +74,7 @@ def prepare(cfg: Config, task: Task[Any] | None = None) -> Prepared:
     check_output_dir(cfg)
     with _removed_if_failing(Path(cfg.output_dir)):  # encoding may write (a pretraining token file), then refuse
         model, tokenizer = task.build_model(data)
+        check_max_length(cfg, model)
         task.bind(model, tokenizer)
         train, validation = task.encode(data.train, tokenizer), task.encode(data.validation, tokenizer)
         cfg = recipe.resolve(cfg, model, len(train))
@@ -98,7 +99,7 @@ def fit_prepared(prepared: Prepared, output_dir: Path | None = None, watch: Watc
     """Save the resolved config in the run folder (`output_dir`, default the config's) and train there."""
     cfg = prepared.cfg if output_dir is None else dataclasses.replace(prepared.cfg, output_dir=str(output_dir))
     wait_for_all()  # under torchrun, no process writes before every one has checked output_dir
-    config_mod.save(cfg, Path(cfg.output_dir) / "config.yaml")
+    on_main_process(lambda: config_mod.save(cfg, Path(cfg.output_dir) / "config.yaml"), None)
     return fit(cfg, prepared.task, prepared.model, prepared.tokenizer, prepared.train, prepared.validation,
                prepared.precision, watch)
 
@@ -120,6 +121,19 @@ def freeze(cfg: Config, model: Model) -> None:
         frozen = freeze_bottom_layers(model, cfg.train.freeze_layers)
         logger.info(f"train.freeze_layers: embeddings and the bottom {cfg.train.freeze_layers} layers frozen "
                     f"({frozen:,} parameters)")
+
+
+def check_max_length(cfg: Config, model: Model) -> None:
+    """Refuse a model.max_length beyond the model's table of positions: the first text that long would
+    stop training halfway with an index error (a preset's table is sized to model.max_length)."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return
+    if "roberta" in model.config.model_type:  # XLM-R, e5: positions count from padding_idx + 1, so 514 hold 512
+        positions -= model.config.pad_token_id + 1
+    if cfg.model.max_length > positions:
+        raise LmforgeError(f"config key 'model.max_length': {cfg.model.max_length} is above the {positions} positions "
+                           f"the model has (max_position_embeddings); set model.max_length={positions} or less")
 
 
 def check_applies(cfg: Config, task: Task[Any]) -> None:

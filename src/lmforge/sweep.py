@@ -47,6 +47,12 @@ class Dimension:
     integer: bool = False
     choices: tuple[Any, ...] = ()
 
+    def extremes(self) -> tuple[Any, ...]:
+        """Every choice, or a range's two ends: the values that must fit the key for every draw to."""
+        if self.choices:
+            return self.choices
+        return (int(self.low), int(self.high)) if self.integer else (self.low, self.high)
+
     def sample(self, trial: optuna.Trial) -> Any:
         if self.choices:
             return trial.suggest_categorical(self.key, list(self.choices))
@@ -55,9 +61,10 @@ class Dimension:
         return trial.suggest_float(self.key, self.low, self.high, log=self.log)
 
 
-def parse_space(items: list[str]) -> list[Dimension]:
+def parse_space(items: list[str], base: Config | None = None) -> list[Dimension]:
     """`key=lo..hi[:log]` (ints when both ends are ints), `key=a,b,c` (choices), or a YAML file
-    mapping keys to such strings or to lists of choices. Every key must be a config key."""
+    mapping keys to such strings or to lists of choices. Every key must be a config key, and every
+    value a trial may draw must be one the key accepts in `base` (default: the default config)."""
     entries: list[tuple[str, Any, str]] = []
     for item in items:
         if "=" not in item and Path(item).suffix in (".yaml", ".yml"):
@@ -70,7 +77,7 @@ def parse_space(items: list[str]) -> list[Dimension]:
             entries.append((key.strip(), value.strip(), f"--space {item}"))
     if not entries:
         raise LmforgeError("sweep needs a search space: --space train.lr=1e-5..1e-3:log (or a YAML file)")
-    known = {key for key, _, _ in config_mod.describe()}
+    known = {key: default for key, _, default in config_mod.describe()}
     space, seen = [], set()
     for key, value, where in entries:
         if key not in known:
@@ -78,8 +85,21 @@ def parse_space(items: list[str]) -> list[Dimension]:
         if key in seen:
             raise LmforgeError(f"{where}: '{key}' is searched twice")
         seen.add(key)
-        space.append(_dimension(key, value, where))
+        space.append(_checked(_dimension(key, value, where), known[key], base or Config(), where))
     return space
+
+
+def _checked(dim: Dimension, default: Any, base: Config, where: str) -> Dimension:
+    """Refuse, before the first trial, a dimension some trial would fail on halfway through the sweep:
+    a range over a key that is not a number, or a choice or range end the key does not accept."""
+    if not dim.choices and (isinstance(default, bool) or not isinstance(default, (int, float))):
+        raise LmforgeError(f"{where}: '{dim.key}' is not a number; search it with a list of choices a,b,c")
+    for value in dim.extremes():
+        try:
+            config_mod.with_keys(base, {dim.key: value})
+        except LmforgeError as exc:
+            raise LmforgeError(f"{where}: {exc}") from None
+    return dim
 
 
 def _read_space_file(path: Path) -> dict[str, Any]:

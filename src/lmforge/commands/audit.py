@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lmforge.atomic import write_json
+from lmforge.errors import LmforgeError
 from lmforge.inference import Loaded, load
 from lmforge.log import logger
 from lmforge.outputs import Output, check_outputs
@@ -33,6 +34,9 @@ def run(model: str, data: str, holdout: str, out: str | None = None, canaries: s
     and replaces nothing of the model (an earlier audit.json only with `--overwrite`)."""
     path = Path(out or model) / "audit.json"
     check_outputs([Output(path, "--out", "file")], [data, holdout, canaries], overwrite)
+    if Path(holdout).resolve() == Path(data).resolve():
+        raise LmforgeError(f"--holdout {holdout} is the training file --data itself: membership inference compares "
+                           "the model's members with a file it never saw")
     loaded = load(model, precision=precision, batch_size=batch_size)
     _warn_held_out_members(loaded, data)
     result: dict[str, Any] = {"model": model, "privacy": read_privacy(Path(model)) or "no differential privacy"}

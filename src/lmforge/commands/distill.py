@@ -4,26 +4,42 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
+
+if TYPE_CHECKING:
+    from lmforge.inference import Loaded
+    from lmforge.run import Prepared
+    from lmforge.tasks.distillation import Distillation
+    from lmforge.train.loop import FitResult
 
 
 def run(cfg: Config, teacher: str | None = None, student_layers: int | None = None,
         out: str | None = None) -> dict[str, Any]:
     """Distil the teacher into a student per `cfg` (flags override it); returns the student's test metrics."""
     from lmforge.compress.train import fit_to_folder
-    from lmforge.run import prepare, write_evaluation
-    from lmforge.tasks.distillation import Distillation, agreement
+    from lmforge.run import prepare
+    from lmforge.tasks.distillation import Distillation
+    from lmforge.train.parallel import on_main_process
 
     cfg = _with_flags(cfg, teacher, student_layers, out)
     task = Distillation(cfg)
     prepared = prepare(cfg, task)  # loads the teacher and checks every row before anything is written
     if task.unlabelled is not None:
         prepared.train = [*prepared.train, *task.encode(task.unlabelled, prepared.tokenizer)]
-    data = prepared.data
     result, student = fit_to_folder(prepared, Path(cfg.output_dir))
+    # one process scores the student and writes the report; the others of a launch wait for it
+    return on_main_process(lambda: _score(cfg, task, prepared, result, student), {})
+
+
+def _score(cfg: Config, task: Distillation, prepared: Prepared, result: FitResult, student: Loaded) -> dict[str, Any]:
+    """The student's test metrics beside the teacher's, and how often the two agree."""
+    from lmforge.run import write_evaluation
+    from lmforge.tasks.distillation import agreement
+
+    data = prepared.data
     teacher_probs = task.teacher_probs(data.test)
     agree = agreement(task.base, student.outputs(data.test)["probs"], teacher_probs)
     teacher_metrics = task.base.metrics({"probs": teacher_probs}, task.base.targets(data.test))

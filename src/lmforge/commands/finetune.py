@@ -7,13 +7,20 @@ from typing import Any
 
 from lmforge.config import Config
 from lmforge.inference import load
-from lmforge.run import train, write_evaluation
+from lmforge.run import Prepared, train, write_evaluation
+from lmforge.train.loop import FitResult
+from lmforge.train.parallel import on_main_process
 
 
 def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
     """Fine-tune per `cfg` (`resume`: continue the run in output_dir); returns the test metrics of
-    the best checkpoint."""
+    the best checkpoint (on the main process; {} on the others of a multi-process launch, which do
+    not score it)."""
     prepared, result = train(cfg, resume)
+    return on_main_process(lambda: _score_best(cfg, prepared, result), {})
+
+
+def _score_best(cfg: Config, prepared: Prepared, result: FitResult) -> dict[str, Any]:
     best = load(result.best_dir, precision=result.precision)
     metric = cfg.train.metric or prepared.task.default_metric
     notes = [f"training stopped: {result.stopped} after {result.steps} steps; best {metric} "

@@ -14,24 +14,27 @@ from lmforge.atomic import write_json
 from lmforge.config import Config
 from lmforge.evaluate.report import write_report
 from lmforge.log import logger
-from lmforge.run import train
+from lmforge.run import Prepared, train
 from lmforge.tasks.pretrain import collapse_warning
+from lmforge.train.loop import FitResult
 
 
 def run(cfg: Config, resume: bool = False) -> dict[str, Any]:
     """Pretrain per `cfg` (task is always 'pretrain'; `resume`: continue the run in output_dir);
-    returns the final metrics."""
-    from accelerate import PartialState
-
-    from lmforge.train.checkpoint import save_model_folder
-    from lmforge.train.parallel import make_accelerator, sharded_weights
+    returns the final metrics (on the main process; {} on the others of a multi-process launch)."""
+    from lmforge.train.parallel import make_accelerator, on_main_process, sharded_weights
 
     cfg = dataclasses.replace(cfg, task="pretrain")
     prepared, result = train(cfg, resume)
-    out = Path(cfg.output_dir)
     weights = sharded_weights(make_accelerator(), prepared.model)  # under FSDP every process gathers
-    if not PartialState().is_main_process:
-        return {}
+    return on_main_process(lambda: _write_final(cfg, prepared, result, weights), {})
+
+
+def _write_final(cfg: Config, prepared: Prepared, result: FitResult, weights: dict[str, Any] | None) -> dict[str, Any]:
+    """final/, metrics.json and report.html, written by the main process only."""
+    from lmforge.train.checkpoint import save_model_folder
+
+    out = Path(cfg.output_dir)
     save_model_folder(out / "final", prepared.model, prepared.tokenizer, cfg, weights=weights)
     metrics = _summary(cfg, result, len(prepared.train))
     write_json(out / "metrics.json", metrics)

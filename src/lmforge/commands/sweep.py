@@ -17,7 +17,7 @@ def run(cfg: Config, space: list[str], out: str, trials: int = 12, max_time: flo
     trial, its validation score and the leaderboard."""
     from lmforge.sweep import parse_space, sweep
 
-    dims = parse_space(space)
+    dims = parse_space(space, cfg)
     folder = Path(out)
     # A sweep folder continues its own study when given again; --overwrite starts a fresh one.
     resuming = ((folder / "study.db").is_file() or bool(storage)) and not overwrite

@@ -18,6 +18,7 @@ from lmforge.run import Prepared, fit_prepared
 from lmforge.tasks.contracts import Model
 from lmforge.train.checkpoint import save_model_folder
 from lmforge.train.loop import FitResult
+from lmforge.train.parallel import on_main_process
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -27,9 +28,13 @@ def fit_to_folder(prepared: Prepared, out: Path) -> tuple[FitResult, Loaded]:
     """Fit the prepared run in <out>/run, keep its best model as the folder `out`, and load it."""
     shutil.rmtree(out / "run", ignore_errors=True)  # no stale checkpoint or curves from an earlier run
     result = fit_prepared(prepared, out / "run")
-    _promote(result.best_dir, out)
-    shutil.rmtree(out / "run" / "checkpoint", ignore_errors=True)  # the commands do not resume
+    on_main_process(lambda: _settle(result.best_dir, out), None)  # one process moves the files, the others wait
     return result, load(out, precision=result.precision)
+
+
+def _settle(best: Path, out: Path) -> None:
+    _promote(best, out)
+    shutil.rmtree(out / "run" / "checkpoint", ignore_errors=True)  # the commands do not resume
 
 
 def save_to_folder(cfg: Config, model: Model, tokenizer: PreTrainedTokenizerBase, out: Path) -> Loaded:

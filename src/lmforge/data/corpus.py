@@ -90,6 +90,8 @@ def build_corpus(inputs: list[str], out: Path, dedup: str = "exact", min_chars: 
         raise LmforgeError(f"--dedup must be none, exact or minhash, not '{dedup}'")
     if workers < 1:
         raise LmforgeError(f"--workers must be at least 1, not {workers}")
+    if 0 < max_chars < min_chars:
+        raise LmforgeError(f"--min-chars {min_chars} is above --max-chars {max_chars}: every document would be dropped")
     files = input_files(inputs)
     stats = CorpusStats(files=len(files))
     cleaning = Cleaning(text_field, encoding, "", min_chars, max_chars, redact_pii, dedup)
@@ -104,8 +106,7 @@ def build_corpus(inputs: list[str], out: Path, dedup: str = "exact", min_chars: 
                 _merge(result, stats, strict, seen, docs)
         shutil.rmtree(work)
         if not stats.documents_kept:
-            raise LmforgeError(f"no documents left from {', '.join(inputs)} (dropped: {dict(stats.dropped)}); "
-                               "nothing written")
+            raise LmforgeError(f"no documents left from {', '.join(inputs)} ({_why_empty(stats)}); nothing written")
         (tmp / "stats.json").write_text(json.dumps(stats.as_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
 
     write_dir(out, fill)
@@ -273,6 +274,17 @@ class _Dedup:
             for i, new in zip(left, self.near.first_seen([records[i][3] for i in left])):
                 reasons[i] = "" if new else "near_duplicate"
         return reasons
+
+
+def _why_empty(stats: CorpusStats) -> str:
+    """What took every document: skipped files (the first one's reason) and dropped documents."""
+    reasons = []
+    if stats.bad_files:
+        error = next(iter(stats.bad_files.values()))
+        reasons.append(f"{len(stats.bad_files)} of {stats.files} files skipped, e.g. {error}")
+    if stats.dropped:
+        reasons.append(f"dropped: {dict(stats.dropped)}")
+    return "; ".join(reasons) or "no documents in the files"
 
 
 def _merge(result: Cleaned, stats: CorpusStats, strict: bool, seen: _Dedup, docs: IO[str]) -> None:

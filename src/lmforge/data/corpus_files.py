@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from lmforge.data.normalize import unicode_problem
-from lmforge.data.readers import decode_error_message, file_bytes
+from lmforge.data.readers import check_regular_file, decode_error_message, file_bytes
 from lmforge.errors import LmforgeError
 
 SUFFIXES = (".txt", ".jsonl", ".json")
@@ -109,6 +109,7 @@ def _chunks(path: Path, gzipped: bool, key_file: str) -> Iterator[bytes]:
     if path.suffix.lower() == ".enc":  # decrypted whole, in memory: AES-GCM authenticates the whole file
         raw: IO[bytes] = io.BytesIO(file_bytes(path, key_file)[0])
     else:
+        check_regular_file(path)
         try:
             raw = open(path, "rb")
         except OSError as err:

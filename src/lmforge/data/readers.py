@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import math
+import stat
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,10 @@ from lmforge.errors import DataError, LmforgeError, Problem
 SUPPORTED = (".csv, .tsv, .jsonl, .json, .parquet, .conll (.bio .iob .bioes: token and tag per line), "
              "or a folder written by datasets' save_to_disk")
 CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".bioes")
+# What a path can be besides a file or folder; reading it as data hangs (a pipe waits for a writer) or
+# never ends (/dev/zero, /dev/urandom).
+SPECIAL = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+           (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,20 @@ def file_bytes(path: Path, key_file: str) -> tuple[bytes, str]:
     corpora alike."""
     from lmforge.privacy.crypto import SUFFIX, decrypt_file
 
+    check_regular_file(path)
     if path.suffix.lower() != SUFFIX:
         return path.read_bytes(), path.suffix.lower()
     if not key_file:
         raise LmforgeError(f"{path} is encrypted: give its key file with data.key_file=PATH")
     return decrypt_file(path, key_file), path.with_suffix("").suffix.lower()
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse, before opening it, a path (or a link to one) that is a pipe, device or socket."""
+    mode = path.stat().st_mode
+    for test, kind in SPECIAL:
+        if test(mode):
+            raise LmforgeError(f"{path} is {kind}, not a data file: give a regular file")
 
 
 # ---------------------------------------------------------------------------- text decoding
@@ -194,10 +209,13 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
             continue
         location = f"{path}:{number}"
         try:
-            value = json.loads(line)
+            value = _loads(line)
         except json.JSONDecodeError as err:
             message = f"not valid JSON: {err.msg} (column {err.colno})"
             problems.append(Problem(location, "", message))
+            continue
+        except DuplicateKey as err:
+            problems.append(Problem(location, "", str(err)))
             continue
         _add_object(location, value, rows, problems)
     if problems:
@@ -208,10 +226,12 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
 def _read_json(path: Path, text: str) -> list[Row]:
     """A JSON array of objects, or an object wrapping one such array (e.g. {"data": [...]})."""
     try:
-        document = json.loads(text)
+        document = _loads(text)
     except json.JSONDecodeError as err:
         raise DataError([Problem(f"{path}:{err.lineno}", "",
                                  f"not valid JSON: {err.msg} (column {err.colno})")]) from None
+    except DuplicateKey as err:
+        raise DataError([Problem(str(path), "", str(err))]) from None
     items = _json_records(path, document)
     rows: list[Row] = []
     problems: list[Problem] = []
@@ -220,6 +240,24 @@ def _read_json(path: Path, text: str) -> list[Row]:
     if problems:
         raise DataError(problems)
     return rows
+
+
+class DuplicateKey(ValueError):
+    """A JSON object giving one key twice."""
+
+
+def _loads(text: str) -> Any:
+    """json.loads, refusing an object that gives a key twice: JSON would keep the last value without a
+    word (`{"label": "pos", "label": "neg"}` trains as neg)."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if len(found) < len(pairs):
+            twice = next(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
+            raise DuplicateKey(f"key '{twice}' is given twice in one object")
+        return found
+
+    return json.loads(text, object_pairs_hook=unique)
 
 
 def _json_records(path: Path, document: Any) -> list[Any]:

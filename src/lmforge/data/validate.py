@@ -112,7 +112,8 @@ def stratified_split(labels: Sequence[Hashable], fraction: float,
     stratified. The same labels, fraction and seed always give the same split.
     """
     if not 0.0 < fraction < 1.0:
-        raise LmforgeError(f"validation fraction must be between 0 and 1, got {fraction}")
+        raise LmforgeError(f"data.validation_fraction={fraction:g}: the share of data.train held out for validation "
+                           "must be between 0 and 1 (both excluded); or give data.validation=FILE")
     codes = _label_codes(labels)
     counts = Counter(codes)
     singletons = [i for i, code in enumerate(codes) if counts[code] < 2]

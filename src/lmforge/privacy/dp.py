@@ -256,7 +256,9 @@ def _per_example_position_ids(model: torch.nn.Module) -> None:
         # Opacus' embedding norms flatten the ids with .view: BERT's token-type ids are a broadcast view.
         return (ids.contiguous(), *args[1:])
 
-    model.register_forward_pre_hook(remember, with_kwargs=True)
+    # On the model inside DDP's wrapper: evaluation calls it directly (lmforge.train.parallel.evaluation_model).
+    inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    inner.register_forward_pre_hook(remember, with_kwargs=True)
     for module in model.modules():
         if isinstance(module, torch.nn.Embedding) and any(p.requires_grad for p in module.parameters()):
             module.register_forward_pre_hook(expand)

@@ -18,12 +18,18 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class ClassifyRequest(_Request):
+class _OwnRequest(BaseModel):
+    # lmforge's own routes have no foreign clients: an unknown field is a typo ("mehtod"), refused rather
+    # than answered as if it had not been sent.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClassifyRequest(_OwnRequest):
     input: str | list[str] = Field(description="one text or a list of texts to label (or, for /v1/ner, to tag)")
     model: str | None = None
 
 
-class ExplainRequest(_Request):
+class ExplainRequest(_OwnRequest):
     input: str | list[str] = Field(description="one text or a list of texts to explain")
     model: str | None = None
     # No "auto" here: it runs every method on the texts, too costly for a bounded request.

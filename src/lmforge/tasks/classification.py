@@ -154,6 +154,9 @@ class Classification:
         if value is None or (isinstance(value, str) and not value.strip()):
             problems.append(Problem(row.location, column, "missing label"))
             return None
+        if isinstance(value, float) and np.isinf(value):  # JSON's 1e400, a spreadsheet's overflow: no class
+            problems.append(Problem(row.location, column, f"label {value} is not a finite number"))
+            return None
         if not self.multi:
             if isinstance(value, (list, dict)):
                 problems.append(Problem(row.location, column, f"expected one label, got {value!r}"))

@@ -237,8 +237,8 @@ class _Run:
         # A sharded model's every forward pass is a collective: all processes then score everything.
         mine = list(range(len(self.evaluation))) if parallel.sharded(acc) else \
             list(range(acc.process_index, len(self.evaluation), acc.num_processes))
-        outputs = run_forward(self.task, self.model, self.evaluation, self.t.batch_size * 2, acc.device,
-                              self.precision, mine)
+        outputs = run_forward(self.task, parallel.evaluation_model(acc, self.model), self.evaluation,
+                              self.t.batch_size * 2, acc.device, self.precision, mine)
         shards = [(mine, outputs)] if parallel.sharded(acc) else gather_object([(mine, outputs)])
         scores = self.task.score(merge_shards(shards), self.evaluation)
         record = {f"eval_{k}": v for k, v in scores.items()} | self.strategy.eval_record()

@@ -10,7 +10,7 @@ whole tensors (the FSDP optimizer state keyed by parameter name), not one proces
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import torch
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # `accelerate launch --config_file` turns the file's distributed_type into one of these variables.
 REQUESTED = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DEEPSPEED"}
+T = TypeVar("T")
 
 
 def make_accelerator() -> Accelerator:
@@ -51,10 +52,30 @@ def wait_for_all() -> None:
     make_accelerator().wait_for_everyone()
 
 
+def on_main_process(work: Callable[[], T], otherwise: T) -> T:
+    """`work()` on the main process, `otherwise` on the others, returned once every process got here:
+    a run's closing files (metrics.json, report.html) are written once, not raced by every process,
+    and no process ends the launch before the main one has written them."""
+    acc = make_accelerator()
+    result = work() if acc.is_main_process else otherwise
+    acc.wait_for_everyone()
+    return result
+
+
 def sharded(acc: Accelerator) -> bool:
     """Whether each process holds only a shard of the model (FSDP): every forward pass is then a
     collective, and saving gathers the shards first."""
     return bool(acc.distributed_type == "FSDP")
+
+
+def evaluation_model(acc: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """The model evaluation's forward passes run: DDP's wrapper broadcasts buffers in every forward, a
+    collective, so processes scoring different numbers of batches (fewer examples than processes, an
+    uneven last batch) would wait on each other forever; the module inside holds the same weights and
+    runs alone. A sharded model stays wrapped: its every process scores every example."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return acc.unwrap_model(model) if isinstance(model, DistributedDataParallel) else model
 
 
 def check_engine(acc: Accelerator, grad_accum: int) -> None:

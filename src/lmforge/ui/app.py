@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.outputs import Output, check_outputs
 from lmforge.serve.app import LOOPBACK
 from lmforge.serve.guards import OPEN_PATHS, ApiKey, BodyLimit, error_body
 from lmforge.ui import api, trying
@@ -56,6 +57,7 @@ def run(runs: str = "runs", host: str = "127.0.0.1", port: int = 7860, api_key: 
     """Serve the UI until interrupted (the `lmforge ui` command)."""
     import uvicorn
 
+    check_outputs([Output(runs, "--runs", "folder")], overwrite=True)  # new runs go there; old ones stay
     app = create_app(runs, data, api_key)
     if host not in LOOPBACK and not api_key:
         logger.warning(f"serving the UI on {host} without --api-key: anyone who can reach this port can read "
