@@ -1,9 +1,12 @@
 """lmforge's own greedy loop (static cache, prompt-lookup drafts) gives the tokens of `generate`."""
 
+import copy
+
 import pytest
 import torch
 
 from lmforge.greedy import Plan, decode, lookup, supports
+from lmforge.models.packed import pack_linears
 
 STOP = 10  # ends two of the four answers early (after 12 and 7 tokens), the others run to the limit
 
@@ -115,3 +118,6 @@ def test_compiled_step_gives_the_same_tokens(llama, prompts):
     plan = Plan(draft=3, compile=True)
     expected = [_reference(llama, p, 24, STOP) for p in prompts[:2]]
     assert decode(llama, *_left_padded(prompts[:2]), 24, {STOP}, plan).rows == expected
+    packed = copy.deepcopy(llama)  # as `lmforge.load` gives it: compiling traces the plain product
+    pack_linears(packed)
+    assert decode(packed, *_left_padded(prompts[:2]), 24, {STOP}, plan).rows == expected

@@ -14,8 +14,8 @@ __all__ = ["load", "__version__"]
 
 
 def load(path: str, precision: str = "auto", batch_size: int = 64, template: str | None = None,
-         quantize: str = "") -> "Loaded":
+         quantize: str = "", pack: bool = True) -> "Loaded":
     """Load a model folder written by lmforge; see `lmforge.inference.load`."""
     from lmforge.inference import load as _load
 
-    return _load(path, precision=precision, batch_size=batch_size, template=template, quantize=quantize)
+    return _load(path, precision=precision, batch_size=batch_size, template=template, quantize=quantize, pack=pack)

@@ -147,17 +147,18 @@ def _check_texts(texts: list[str]) -> None:
 
 
 def load(path: str | Path, precision: str = "auto", batch_size: int = 64, template: str | None = None,
-         quantize: str = "") -> Loaded:
+         quantize: str = "", pack: bool = True) -> Loaded:
     """Load a model folder written by lmforge (or a plain HF folder with a classification head).
 
     `template` (a built-in name or a .jinja file) replaces a generation model's saved chat template,
     with a warning when it differs. `quantize="int8"` quantizes the weights in memory on load
-    (int8-dynamic for encoders, int8-weight-only for generators; see `lmforge quantize`).
+    (int8-dynamic for encoders, int8-weight-only for generators; see `lmforge quantize`). `pack=False`
+    keeps plain Linear layers (no oneDNN weight packing) for code that rewrites or traces the model.
     """
     folder = model_folder(path)
     cfg = run_config(folder)
     task = build_task(cfg.task, cfg)
-    placed = load_placed(folder, task.auto_class, precision, quantize)
+    placed = load_placed(folder, task.auto_class, precision, quantize, pack)
     task.bind(placed.model, placed.tokenizer)
     loaded = Loaded(cfg, task, placed.model, placed.tokenizer, placed.device, placed.precision, batch_size)
     if template:

@@ -50,7 +50,7 @@ def export_onnx(source: Path, out: Path, texts: list[str] | None = None) -> dict
     source, out = Path(source), Path(out)
     if read_spec(source):
         raise LmforgeError(f"{source} is an int8 folder: export the original (float) model folder")
-    loaded = load(source, precision="fp32")
+    loaded = load(source, precision="fp32", pack=False)
     loaded.classifier("be exported to ONNX (export-onnx exports sequence classifiers)")
     model = _Logits(loaded.model.cpu().float().eval())
     texts = texts or DEFAULT_TEXTS

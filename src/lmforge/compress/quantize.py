@@ -44,7 +44,7 @@ def quantize(source: Path, out: Path, method: str) -> dict[str, Any]:
         raise LmforgeError(f"{source} is already quantized: quantize the original model folder")
     if (source / "adapter_config.json").is_file():
         raise LmforgeError(f"{source} holds LoRA adapters: merge them first with `lmforge merge`")
-    model = load(source, precision="fp32").model.cpu().float()
+    model = load(source, precision="fp32", pack=False).model.cpu().float()
     spec = {"method": method, "parameters": sum(p.numel() for p in model.parameters())}
 
     def fill(tmp: Path) -> None:

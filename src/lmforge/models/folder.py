@@ -21,6 +21,7 @@ from lmforge.config import Config, ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.models.int8 import load_int8, quantize_on_load, read_spec
 from lmforge.models.load import as_folder, check_weights, hub_call, is_encoder_decoder, load_tokenizer
+from lmforge.models.packed import pack_linears
 from lmforge.runtime.device import pick_device, resolve_precision
 
 if TYPE_CHECKING:
@@ -50,13 +51,16 @@ def model_folder(source: str | Path) -> Path:
     return folder
 
 
-def load_placed(source: str | Path, auto_class: str, precision: str = "auto", quantize: str = "") -> Placed:
+def load_placed(source: str | Path, auto_class: str, precision: str = "auto", quantize: str = "",
+                pack: bool = True) -> Placed:
     """The model of `source` as the transformers class named `auto_class`, ready for inference.
 
     Inference keeps no master weights, so a bf16 run casts the weights once here instead of
     autocasting every call; an int8-dynamic folder runs its fp32 activations on the CPU's int8
     kernels; a folder stored in bf16 runs in bf16 whatever is asked. `quantize="int8"` quantizes a
-    float folder in memory as `lmforge quantize` would (the method by what the model does).
+    float folder in memory as `lmforge quantize` would (the method by what the model does). On a CPU
+    the float Linear layers get their weights packed for oneDNN once (`models/packed.py`); `pack=False`
+    keeps plain `torch.nn.Linear` layers for callers that rewrite or trace the model (quantize, ONNX).
     """
     import transformers
 
@@ -79,6 +83,8 @@ def load_placed(source: str | Path, auto_class: str, precision: str = "auto", qu
     chosen = "bf16" if next(model.parameters()).dtype == torch.bfloat16 else chosen
     # Int8 buffers keep their dtype under .to(dtype): only scales, norms and biases become bf16.
     model.to(device, dtype=torch.bfloat16 if chosen == "bf16" else None).eval()
+    if pack and device.type == "cpu":
+        pack_linears(model)
     return Placed(model, tokenizer, device, chosen, folder)
 
 
