@@ -4,8 +4,10 @@ Why: on a CPU, `F.linear` hands oneDNN a plain (out, in) weight, which it reorde
 layout on every call. For the few rows of a decoding step the reorder costs as much as the product
 (measured, 1 core, bf16: a 576 -> 1536 projection at 1 row 248 us plain vs 128 us packed, at 8 rows
 435 vs 278 us; at 1,600 rows 1.1x). Inference never changes a weight, so the reorder can be done once.
-In bf16 the packed kernel is the same oneDNN product, bit-identical to `F.linear`; in fp32 `F.linear`
-may run another library's sgemm, so results agree to rounding (tested).
+The packed kernel computes the same product; results agree with `F.linear` to rounding (bit for bit
+in bf16 on one thread; several threads or fp32's other sgemm may sum in another order), so greedy
+answers in bf16 can part from unpacked ones where two tokens were nearly tied, as batching does.
+Measured (bench/generate_vs_hf.py, SmolLM2-135M, bf16, 2 cores): `generate` 1.16-1.19x at batch 1 and 8.
 
 The original weight stays the layer's parameter (state dicts, saving, tied embeddings and anything
 that reads `.weight` see no difference); the packed copy is an extra copy of it. Whenever the packed
