@@ -80,3 +80,22 @@ def test_stratified_split_rejects_bad_fractions() -> None:
         stratified_split(LABELS, 1.0, seed=0)
     with pytest.raises(LmforgeError, match="no rows to train on"):
         stratified_split(["a", "a"], 0.9, seed=0)
+
+
+def test_max_length_counts_the_positions_a_padding_row_takes():
+    """RoBERTa-style position tables start after their padding row: 34 rows with padding_idx 1 hold 32."""
+    import dataclasses
+
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    from lmforge.config import Config
+    from lmforge.errors import LmforgeError
+    from lmforge.run import check_max_length
+
+    model = RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=34, pad_token_id=1))
+    cfg = Config()
+    check_max_length(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, max_length=32)), model)
+    with pytest.raises(LmforgeError, match="above the 32 positions"):
+        check_max_length(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, max_length=33)), model)

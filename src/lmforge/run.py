@@ -126,11 +126,14 @@ def freeze(cfg: Config, model: Model) -> None:
 def check_max_length(cfg: Config, model: Model) -> None:
     """Refuse a model.max_length beyond the model's table of positions: the first text that long would
     stop training halfway with an index error (a preset's table is sized to model.max_length)."""
+    import torch
+
     positions = getattr(model.config, "max_position_embeddings", None)
     if not isinstance(positions, int):
         return
-    if "roberta" in model.config.model_type:  # XLM-R, e5: positions count from padding_idx + 1, so 514 hold 512
-        positions -= model.config.pad_token_id + 1
+    # A position table with a padding row (RoBERTa, XLM-R) counts from padding_idx + 1: 514 rows hold 512.
+    tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.num_embeddings == positions]
+    positions -= next((m.padding_idx + 1 for m in tables if m.padding_idx is not None), 0)
     if cfg.model.max_length > positions:
         raise LmforgeError(f"config key 'model.max_length': {cfg.model.max_length} is above the {positions} positions "
                            f"the model has (max_position_embeddings); set model.max_length={positions} or less")
