@@ -38,6 +38,9 @@ class ModelConfig:
     preset: str = opt("", "build a model with RANDOM weights from a size preset (tiny|mini|small) instead of `path`")
     tokenizer: str = opt("", "tokenizer folder or hub id (default: the one saved with `path`; required with `preset`)")
     max_length: int = opt(128, "longest input in tokens; longer texts are truncated", low=1)
+    pooling: str = opt("auto", "what a new classification head reads: mean (of the token states) | first (token) | "
+                       "auto (mean for a head on a frozen encoder, else first; decoders read their own token)",
+                       choices=("auto", "mean", "first"))
     trust_remote_code: bool = opt(False, "allow code shipped with a checkpoint to run (off: safer)")
 
 

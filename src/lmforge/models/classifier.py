@@ -9,10 +9,13 @@ from typing import Any
 from lmforge.config import Config
 from lmforge.log import logger
 from lmforge.models.load import load_model, load_tokenizer, unknown_rate
+from lmforge.models.pooling import set_pooling
 from lmforge.models.presets import encoder_config
+from lmforge.train.recipe import what_is_trained
 
 UNKNOWN_TOKEN_LIMIT = 0.05  # above this share of unknown tokens, the vocabulary cannot read the data
 COVERAGE_SAMPLE = 1000
+POOLING_READS = {"mean": "the mean of the token states", "first": "the model's own summary token"}
 
 
 def build_classifier(cfg: Config, label_names: list[str], texts: list[str]) -> tuple[Any, Any]:
@@ -21,7 +24,10 @@ def build_classifier(cfg: Config, label_names: list[str], texts: list[str]) -> t
 
     problem = "multi_label_classification" if cfg.classification.multi_label else "single_label_classification"
     head = {**label_head(label_names), "problem_type": problem}
-    return build_headed(cfg, AutoModelForSequenceClassification, head, texts)
+    model, tokenizer = build_headed(cfg, AutoModelForSequenceClassification, head, texts)
+    pooling = set_pooling(model, cfg.model.pooling, head_only=what_is_trained(cfg, model) == "head")
+    logger.info(f"model.pooling: the head reads {POOLING_READS[pooling]}")
+    return model, tokenizer
 
 
 def build_token_classifier(cfg: Config, label_names: list[str], texts: list[str]) -> tuple[Any, Any]:

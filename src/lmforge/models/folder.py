@@ -22,6 +22,7 @@ from lmforge.errors import LmforgeError
 from lmforge.models.int8 import load_int8, quantize_on_load, read_spec
 from lmforge.models.load import as_folder, check_weights, hub_call, is_encoder_decoder, load_tokenizer
 from lmforge.models.packed import pack_linears
+from lmforge.models.pooling import install_pooling
 from lmforge.runtime.device import pick_device, resolve_precision
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def load_placed(source: str | Path, auto_class: str, precision: str = "auto", qu
         model = hub_call(str(source), lambda: load_int8(cls, folder, spec))
     else:
         model = hub_call(str(source), lambda: cls.from_pretrained(folder, use_safetensors=True, trust_remote_code=False))
+    install_pooling(model)
     if quantize:
         spec = {"method": quantize_on_load(model, model.can_generate())}
     tokenizer = load_tokenizer(ModelConfig(path=str(folder)))

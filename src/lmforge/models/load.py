@@ -12,6 +12,7 @@ from lmforge.atomic import write_dir
 from lmforge.config import ModelConfig
 from lmforge.errors import LmforgeError
 from lmforge.log import logger
+from lmforge.models.pooling import install_pooling
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 GGUF_CACHE = Path(os.environ.get("LMFORGE_CACHE", Path.home() / ".cache" / "lmforge")) / "gguf"
@@ -37,10 +38,12 @@ def load_model(cfg: ModelConfig, auto_class: Any, **kwargs: Any) -> Any:
         raise LmforgeError("model.path is empty: give a checkpoint folder, hub id or .gguf file, or set model.preset")
     folder = as_folder(cfg.path)
     check_weights(Path(folder))
-    return hub_call(
+    model = hub_call(
         cfg.path,
         lambda: auto_class.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code, **kwargs),
     )
+    install_pooling(model)
+    return model
 
 
 def check_weights(folder: Path) -> None:
