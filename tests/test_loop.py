@@ -71,6 +71,16 @@ def test_a_new_run_into_the_same_folder_starts_a_fresh_log(tiny_cfg, tmp_path):
 def test_budgets_and_early_stopping(tiny_cfg, tmp_path):
     capped, _ = _train(tiny_cfg("train.max_steps=3", f"output_dir={tmp_path / 'a'}"))
     assert capped.steps == 3 and capped.stopped == "max_steps"
-    # a rate of 1e-12 never improves, so patience 1 stops after the second evaluation
+    # a run that learned and then stops gaining is stopped by patience before its planned 20 epochs
+    learned, _ = _train(tiny_cfg("train.patience=1", "train.epochs=20", f"output_dir={tmp_path / 'b'}"))
+    assert learned.stopped == "early_stopping" and learned.steps < 20 * 14
+
+
+def test_a_collapsed_classifier_is_not_early_stopped(tiny_cfg, tmp_path):
+    """At a rate of 1e-12 the random-init classifier never leaves the one class it starts on: its
+    evaluations are marked collapsed and patience does not count them — a run that has not started
+    learning gets its planned steps (a slow DP-SGD start used to be stopped at chance here)."""
     stuck, _ = _train(tiny_cfg("train.lr=1e-12", "train.patience=1", "train.epochs=5", f"output_dir={tmp_path / 'b'}"))
-    assert stuck.stopped == "early_stopping" and stuck.steps == 2 * 14
+    assert stuck.stopped == "completed" and stuck.steps == 5 * 14
+    log = [json.loads(line) for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["eval_collapsed"] for r in log if "eval_collapsed" in r] == [1.0] * 5

@@ -24,7 +24,7 @@ from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.registry import register_task
 from lmforge.runtime.collate import Batch, Feature, Features, pad_collate
-from lmforge.tasks.contracts import Data, Examples, Metrics, Model, Outputs
+from lmforge.tasks.contracts import COLLAPSED, Data, Examples, Metrics, Model, Outputs
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -280,9 +280,10 @@ class Classification:
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
         scored = self.metrics(outputs, np.stack([f["labels"] for f in features]))
-        for warning in scored.get("warnings", []):
+        warnings = scored.get("warnings", [])
+        for warning in warnings:
             logger.warning(f"validation: {warning}")
-        return {k: v for k, v in scored.items() if isinstance(v, float)}
+        return {k: v for k, v in scored.items() if isinstance(v, float)} | {COLLAPSED: float(bool(warnings))}
 
     # ---- results ----------------------------------------------------------------------------
     def metrics(self, outputs: Outputs, truth: np.ndarray) -> Metrics:

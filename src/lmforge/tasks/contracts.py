@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 Metrics = dict[str, Any]  # full metrics: floats plus nested tables (per class, confusion matrix)
 Examples = list[dict[str, Any]]  # examples a report shows (worst errors, generated answers)
 Model: TypeAlias = torch.nn.Module  # a transformers model (possibly peft- or accelerate-wrapped)
+# A score `Trainable.score` may include: 1.0 while the model has not left a degenerate start (a
+# classifier predicting one class for nearly every text). Early stopping does not count such an
+# evaluation as one "without gain": the run has not started learning, it has not stopped.
+COLLAPSED = "collapsed"
 
 S = TypeVar("S")
 S_co = TypeVar("S_co", covariant=True)  # a capability that only makes splits
@@ -76,7 +80,7 @@ class Trainable(Protocol):
         """Per-example outputs needed to score and to predict."""
 
     def score(self, outputs: Outputs, features: Features) -> dict[str, float]:
-        """Scalar metrics from outputs, used for best-checkpoint choice and logs."""
+        """Scalar metrics from outputs, used for best-checkpoint choice and logs (and `COLLAPSED`)."""
 
 
 class Task(Trainable, Protocol[S]):

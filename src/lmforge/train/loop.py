@@ -25,7 +25,7 @@ from lmforge.log import logger
 from lmforge.runtime.collate import Batch, Features
 from lmforge.runtime.device import autocast
 from lmforge.runtime.forward import merge_shards, run_forward
-from lmforge.tasks.contracts import CountsFlops, Model, Trainable
+from lmforge.tasks.contracts import COLLAPSED, CountsFlops, Model, Trainable
 from lmforge.train import parallel
 from lmforge.train.batching import micro_batches
 from lmforge.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint, save_model_folder
@@ -261,7 +261,7 @@ class _Run:
                 save_model_folder(self.out / "best", self.acc.unwrap_model(self.model), self.tokenizer, self.cfg,
                                   privacy=self.strategy.card(), weights=weights)
             logger.info(f"new best {self.metric}={value:.4f}: saved {self.out / 'best'}")
-        else:
+        elif not scores.get(COLLAPSED):
             state.bad_evals += 1
         self._checkpoint(state)
         if self.t.patience and state.bad_evals >= self.t.patience:
