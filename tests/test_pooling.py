@@ -77,6 +77,19 @@ def test_a_saved_mean_classifier_loads_back_with_its_pooling(tiny_cfg, tmp_path)
         assert not torch.allclose(plain(**batch).logits, expected)
 
 
+def test_lora_wrapped_classifier_still_pools(tiny_cfg):
+    """peft's wrapper calls the classifier through its hooks: with LoRA's B = 0 at the start, the
+    wrapped model gives the unwrapped model's mean-pooled logits."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    model, tok = _built(tiny_cfg, "mean")
+    batch = _batch(tok, ["很好 很好 很好 很好", "差"])
+    with torch.no_grad():
+        expected = model(**batch).logits
+        wrapped = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=2, target_modules=["query", "value"]))
+        torch.testing.assert_close(wrapped(**batch).logits, expected)
+
+
 def test_threads_keep_their_own_masks(tiny_cfg):
     model, tok = _built(tiny_cfg, "mean")
     texts = [["很好 很好 很好 很好 很好", "差"], ["差 差 差", "很好"]]
@@ -127,6 +140,7 @@ def test_onnx_export_and_int8_keep_mean_pooling(mean_classifier, tiny, tmp_path)
     import json
 
     import onnxruntime
+    from transformers import AutoModelForSequenceClassification
 
     from lmforge import load
     from lmforge.cli import main
@@ -142,11 +156,9 @@ def test_onnx_export_and_int8_keep_mean_pooling(mean_classifier, tiny, tmp_path)
     got = session.run(["logits"], {i.name: enc[i.name] for i in session.get_inputs()})[0]
     with torch.no_grad():
         expected = loaded.model(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits
-        # what the graph computes is the mean: a first-token model gives other logits
-        first = load(mean_classifier, precision="fp32").model
-        first.config.update({CONFIG_KEY: "first"})
-        for hook in first._lmforge_pooling_hooks:
-            hook.remove()
+        # what the graph computes is the mean: the same weights read at the first token (plain
+        # transformers ignores lmforge_pooling) give other logits
+        first = AutoModelForSequenceClassification.from_pretrained(mean_classifier).eval()
         other = first(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
     assert not torch.allclose(other, expected, atol=1e-3)
