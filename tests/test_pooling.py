@@ -40,6 +40,18 @@ def test_mean_pooling_is_the_masked_mean_under_the_same_head(tiny_cfg):
     torch.testing.assert_close(logits[1], alone[0])  # padding is not averaged in
 
 
+def test_a_failed_call_leaves_no_mask_behind(tiny_cfg):
+    """A classifier call that raises (an id beyond the vocabulary) must not leave its mask for the
+    next bare-encoder call on the thread (the embeddings endpoint would be mean-pooled by mistake)."""
+    model, tok = _built(tiny_cfg, "mean")
+    batch = _batch(tok, ["很好 很好", "差"])
+    with torch.no_grad():
+        before = model.base_model(**batch).last_hidden_state
+        with pytest.raises(IndexError):
+            model(input_ids=torch.full_like(batch["input_ids"], 10**6), attention_mask=batch["attention_mask"])
+        torch.testing.assert_close(model.base_model(**batch).last_hidden_state, before)
+
+
 def test_first_pooling_is_plain_transformers(tiny_cfg):
     model, tok = _built(tiny_cfg, "first")
     batch = _batch(tok, ["很好 很好", "差"])
