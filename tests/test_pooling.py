@@ -179,3 +179,39 @@ def test_onnx_export_and_int8_keep_mean_pooling(mean_classifier, tiny, tmp_path)
         int8 = load(tmp_path / "int8").model(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits
     # int8 rounding moves the logits a little; reading the first token would move them much more
     assert (int8 - expected).abs().max() < (other - expected).abs().max() / 4
+
+
+def test_fine_tuning_a_saved_classifier_again_keeps_or_switches_its_pooling(tiny_cfg, tmp_path):
+    """A classifier folder that records mean pooling, fine-tuned again: auto keeps what its head was
+    trained to read; an explicit `first` removes the mean (config and computation agree either way)."""
+    model, tok = _built(tiny_cfg, "mean")
+    model.save_pretrained(tmp_path / "clf")
+    tok.save_pretrained(tmp_path / "clf")
+    again = ("model.preset=", "model.tokenizer=", f"model.path={tmp_path / 'clf'}")
+    batch = _batch(tok, ["很好 很好 很好", "差"])
+    kept, _ = _built(tiny_cfg, "auto", *again)
+    assert kept.config.to_dict()[CONFIG_KEY] == "mean"
+    switched, _ = _built(tiny_cfg, "first", *again)
+    assert switched.config.to_dict()[CONFIG_KEY] == "first"
+    with torch.no_grad():
+        torch.testing.assert_close(kept(**batch).logits, model(**batch).logits)
+        hidden = switched.base_model(**batch).last_hidden_state
+        expected = switched.classifier(switched.base_model.pooler(hidden))
+        torch.testing.assert_close(switched(**batch).logits, expected)
+
+
+def test_a_body_saved_from_a_mean_classifier_stays_a_plain_encoder(tiny_cfg, tmp_path):
+    """The body of a mean-pooled classifier, saved on its own, carries the config key along; loaded as
+    a bare encoder (embeddings) its token states are not rewritten."""
+    from transformers import AutoModel
+
+    from lmforge.config import ModelConfig
+    from lmforge.models.load import load_model
+
+    model, tok = _built(tiny_cfg, "mean")
+    model.base_model.save_pretrained(tmp_path / "body")
+    body = load_model(ModelConfig(path=str(tmp_path / "body")), AutoModel).eval()
+    assert body.config.to_dict()[CONFIG_KEY] == "mean"
+    batch = _batch(tok, ["很好 很好 很好", "差"])
+    with torch.no_grad():
+        torch.testing.assert_close(body(**batch).last_hidden_state, model.base_model(**batch).last_hidden_state)

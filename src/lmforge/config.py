@@ -90,7 +90,8 @@ class TrainConfig:
     eval_every: int = opt(0, "evaluate every N optimizer steps (0: at the end of every epoch)", low=0)
     save_every: int = opt(0, "write a resumable checkpoint every N steps (0: at each evaluation)", low=0)
     metric: str = opt("", "metric that picks the best checkpoint and drives early stopping (default: the task's)")
-    patience: int = opt(3, "stop after this many evaluations without improvement (0: never stop early)", low=0)
+    patience: int = opt(3, "stop after this many evaluations without improvement (0: never stop early); "
+                        "evaluations of a classifier still predicting one class do not count", low=0)
     log_every: int = opt(10, "log the training loss every N optimizer steps", low=1)
     resume: bool = opt(False, "continue from <output_dir>/checkpoint (same result as an uninterrupted run)")
 

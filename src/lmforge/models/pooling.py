@@ -39,6 +39,8 @@ def pooled_encoder(model: torch.nn.Module) -> torch.nn.Module | None:
     config = model.config  # transformers 5 configs carry these two flags only where they can be set
     if getattr(config, "is_encoder_decoder", False) or getattr(config, "is_decoder", False):
         return None
+    if model.base_model is model:  # a bare body (no head to feed): its outputs stay the token states
+        return None
     encoder = getattr(model.base_model, "encoder", None)
     return encoder if isinstance(encoder, torch.nn.Module) else None
 
@@ -51,12 +53,22 @@ def set_pooling(model: torch.nn.Module, requested: str, head_only: bool) -> str:
     multilingual-e5 learns faster and better from the mean (one pass: 0.837 against 0.798 macro-F1);
     a fully fine-tuned body learns to use its first token (one pass of multilingual-e5: mean ahead
     after 130 steps, level on test at the end), and random weights slightly prefer the first token.
-    Decoder classifiers keep reading their last token."""
+    Decoder classifiers keep reading their last token. A classifier folder fine-tuned again keeps the
+    pooling it records under auto (its head may be kept, and was trained to read that)."""
     supported = pooled_encoder(model) is not None
     if requested == "mean" and not supported:
         raise LmforgeError(f"model.pooling=mean needs an encoder-only model; {type(model).__name__} reads its own "
                            "token (set model.pooling=auto or first)")
-    chosen = "mean" if requested == "mean" or (requested == "auto" and supported and head_only) else "first"
+    # only a classifier folder's record speaks for its head (a body saved from one carries it along)
+    was_classifier = any(a.endswith("ForSequenceClassification") for a in model.config.architectures or [])
+    recorded = model.config.to_dict().get(CONFIG_KEY) if was_classifier else None
+    if requested == "auto":
+        chosen = recorded or ("mean" if supported and head_only else "first")
+    else:
+        chosen = requested
+    for hook in getattr(model, _HOOKED, ()):  # a loaded folder's pooling, installed by the load
+        hook.remove()
+    setattr(model, _HOOKED, ())
     model.config.update({CONFIG_KEY: chosen})
     install_pooling(model)
     return chosen
@@ -68,9 +80,8 @@ def install_pooling(model: torch.nn.Module) -> None:
     if getattr(model.config, CONFIG_KEY, "first") != "mean" or getattr(model, _HOOKED, None):
         return
     encoder = pooled_encoder(model)
-    if encoder is None:
-        raise LmforgeError(f"{CONFIG_KEY}=mean in the config of a {type(model).__name__}, which is not an "
-                           "encoder-only classifier")
+    if encoder is None:  # a bare body saved from a classifier carries the key along: nothing to pool for
+        return
     hooks = (model.register_forward_pre_hook(_remember_mask, with_kwargs=True),
              model.register_forward_hook(_forget_mask, always_call=True),  # also when the call raised
              encoder.register_forward_hook(_first_is_mean))
