@@ -45,6 +45,8 @@ def test_config_checks(tiny_cfg):
         build_dp(tiny_cfg("privacy.dp.noise_multiplier=1"), CLASSIFIER, 216, 10, 2, "FSDP")
     with pytest.raises(LmforgeError, match="not both"):
         build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.target_epsilon=3"), CLASSIFIER, 216, 10, 1)
+    with pytest.raises(LmforgeError, match=r"clip_quantile=1\.0 must be in \[0, 1\)"):
+        build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.clip_quantile=1"), CLASSIFIER, 216, 10, 1)
     with pytest.raises(LmforgeError, match="below 1/N"):
         build_dp(tiny_cfg("privacy.dp.noise_multiplier=1", "privacy.dp.delta=0.01"), CLASSIFIER, 216, 10, 1)
     run = build_dp(tiny_cfg("privacy.dp.noise_multiplier=1.5"), CLASSIFIER, 216, 10, 1)
@@ -96,6 +98,32 @@ def test_each_example_is_clipped_to_max_grad_norm(tiny_cfg):
     moved = torch.sqrt(sum(((b - p.detach()) ** 2).sum() for b, p in zip(before, params)))
     assert moved <= 4 * clip / 4 + 1e-6  # at most lr * C / B per example
     assert len(run.accountant) == 1
+
+
+def test_adaptive_bound_moves_to_the_quantile_of_the_norms_and_the_noise_is_shared():
+    """privacy.dp.clip_quantile: examples with gradient norms 1..200 (a linear model, loss = x_i * w),
+    a bound starting far below all of them grows step by step (each step clips every example) and
+    settles near the median; started far above, it falls to the same place. The gradient noise is
+    what Theorem 1 of Andrew et al. leaves of sigma after the count's noise, and the accountant
+    records sigma itself, so epsilon is that of a fixed-bound run."""
+    x = torch.arange(1.0, 201.0).unsqueeze(1)
+    for start, first_move in ((1.0, "up"), (1000.0, "down")):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(1, 1, bias=False)
+        run = DPTraining(0.5, 0.1, start, 1e-5, batch_size=200, clip_quantile=0.5)
+        optimizer = run.wrap(model, torch.optim.SGD(model.parameters(), lr=0.0))
+        bounds = []
+        for _ in range(120):
+            run.backward(model(x).squeeze(1))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            bounds.append(run.max_grad_norm)
+        assert (bounds[0] > start) == (first_move == "up")
+        assert 75 < sum(bounds[-20:]) / 20 < 130, bounds[-20:]  # the median norm is 100.5
+        assert run.module.max_grad_norm == optimizer.max_grad_norm == run.max_grad_norm
+    assert optimizer.noise_multiplier ** -2 == pytest.approx(0.5 ** -2 - (2 * 200 / 20) ** -2)
+    assert all(sigma == 0.5 for sigma, _, _ in run.accountant.history)
+    assert run.card()["clip_start"] == 1000.0 and run.card()["max_grad_norm"] == run.max_grad_norm
 
 
 def test_empty_poisson_batch_steps_with_noise_only():
@@ -150,7 +178,7 @@ def test_dp_run_accounting_resume_and_saved_model(tiny_cfg, tmp_path, interrupte
 def test_privacy_keys_are_config_options():
     keys = {key for key, _, _ in config.describe()}
     assert {"privacy.dp.target_epsilon", "privacy.dp.delta", "privacy.dp.noise_multiplier",
-            "privacy.dp.max_grad_norm", "privacy.dp.accountant"} <= keys
+            "privacy.dp.max_grad_norm", "privacy.dp.clip_quantile", "privacy.dp.accountant"} <= keys
 
 
 def test_finetune_reports_the_budget_in_metrics(tiny_cfg):

@@ -149,7 +149,11 @@ class DPConfig:
     target_epsilon: float = opt(0.0, "DP-SGD: train to this privacy budget epsilon over the planned steps (0: off)", low=0)
     delta: float = opt(0.0, "DP-SGD delta (0: 1/(10*N) for N training examples; must stay below 1/N)", low=0, high=1)
     noise_multiplier: float = opt(0.0, "DP-SGD noise std / max_grad_norm, given instead of target_epsilon (0: off)", low=0)
-    max_grad_norm: float = opt(1.0, "DP-SGD per-example gradient clipping bound (replaces train.max_grad_norm)", low=0)
+    max_grad_norm: float = opt(1.0, "DP-SGD per-example gradient clipping bound (replaces train.max_grad_norm); with "
+                               "clip_quantile > 0 the bound it starts from", low=0)
+    clip_quantile: float = opt(0.5, "DP-SGD adaptive clipping: after each step the bound moves toward this quantile "
+                               "of the per-example gradient norms, from a noised count (Andrew et al. 2021; the "
+                               "epsilon accounts for it); 0: a fixed bound at max_grad_norm", low=0, high=1)
     accountant: str = opt("rdp", "privacy accountant: rdp | prv", choices=("rdp", "prv"))
 
 

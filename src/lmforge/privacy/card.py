@@ -34,7 +34,7 @@ def _privacy_lines(cfg: Config, privacy: dict[str, Any] | None) -> list[str]:
                 "| setting | value |", "|---|---|",
                 f"| epsilon (spent) | {privacy['epsilon']:.4g} |", f"| delta | {privacy['delta']:.3g} |",
                 f"| noise multiplier | {privacy['noise_multiplier']:.4g} |",
-                f"| clipping bound (max_grad_norm) | {privacy['max_grad_norm']:g} |",
+                f"| clipping bound (max_grad_norm) | {_bound(privacy)} |",
                 f"| sampling rate (Poisson) | {privacy['sample_rate']:.4g} |",
                 f"| expected batch size | {privacy['batch_size']} |", f"| steps | {privacy['steps']} |",
                 f"| accountant | {privacy['accountant']} |"]
@@ -45,6 +45,13 @@ def _privacy_lines(cfg: Config, privacy: dict[str, Any] | None) -> list[str]:
                 "the epsilon spent was not recorded with this folder: see the run's metrics.json."]
     return ["Trained with no differential privacy: the weights may reveal training examples. "
             "Do not release them if the training data is confidential."]
+
+
+def _bound(privacy: dict[str, Any]) -> str:
+    if not privacy.get("clip_quantile"):  # a fixed bound, or a record written before bounds adapted
+        return f"{privacy['max_grad_norm']:g}"
+    return (f"adaptive, toward the {privacy['clip_quantile']:g} quantile of the per-example gradient norms: "
+            f"{privacy['clip_start']:.3g} at the start, {privacy['max_grad_norm']:.3g} at the end")
 
 
 def write_card(folder: Path, cfg: Config, privacy: dict[str, Any] | None) -> None:

@@ -13,6 +13,19 @@ gradient is exactly the sum of clipped per-example gradients. Memory stays near 
 run's; materialised per-example gradients would cost batch x parameters (5 GB for 1024 examples
 of a 21k-token embedding table at width 64) and made large DP batches, which DP needs, impossible.
 
+The clipping bound adapts by default (`privacy.dp.clip_quantile`, Andrew et al. 2021, "Differentially
+private learning with adaptive clipping"): after each step it moves geometrically toward the given
+quantile of the per-example gradient norms, estimated from a noised count of the examples it did not
+clip. Why: no fixed bound suits every model. A bound far below the norms clips every example to the
+same length, so an example the model already fits pushes as hard as one it gets wrong, forever; the
+sum then follows the class counts and, over the anisotropic features of a pretrained encoder
+(multilingual-e5's sentence vectors of unrelated texts have cosine ~0.87), a classifier head drifts
+to the majority class (measured: README, DP). A bound far above them lets noise of std sigma*C swamp
+the signal. Near the median, well-fit examples keep their small gradients and only the outliers are
+cut. The count is one more Gaussian query per step; Theorem 1 of the paper folds both into one
+Gaussian mechanism with the accountant's noise multiplier sigma, so the gradient noise is raised to
+(sigma^-2 - (2 sigma_b)^-2)^-1/2 and the epsilon is what a fixed-bound run at sigma would spend.
+
 Privacy accounting assumes Poisson sampling (`train.batching.poisson_epoch`) and one optimizer
 step per planned batch: an empty batch still takes a step that releases noise only, and is
 counted, because skipping it would make the step count depend on the data drawn.
@@ -30,6 +43,7 @@ run adds the very noise a one-process run with the same seed adds.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -62,6 +76,10 @@ class DPTraining:
     batch_size: int
     mechanism: str = "rdp"
     processes: int = 1  # DDP processes sharing each global batch
+    clip_quantile: float = 0.0  # > 0: the bound adapts toward this quantile of the per-example norms
+    clip_rate: float = 0.2  # geometric step of the adaptive bound (the paper's eta_C)
+    clip_start: float = field(default=0.0, init=False)  # the bound at step 0 (max_grad_norm)
+    unclipped: float = field(default=0.0, init=False)  # sum of (b_i - 1/2) so far in this step (_adapt_bound)
     accountant: Any = field(default=None, repr=False)
     module: Any = field(default=None, repr=False)  # Opacus' hooks, once `wrap` set them
     optimizer: Any = field(default=None, repr=False)  # the noising optimizer `wrap` returned
@@ -70,6 +88,21 @@ class DPTraining:
         from opacus.accountants import create_accountant
 
         self.accountant = create_accountant(mechanism=self.mechanism)
+        self.clip_start = self.max_grad_norm
+
+    @property
+    def count_std(self) -> float:
+        """Std of the noise on the count of unclipped examples: the paper's B/20, raised to sigma
+        when sigma is larger (Theorem 1 needs sigma < 2 * count_std; the gradient noise then grows
+        by at most 15%)."""
+        return max(self.batch_size / 20, self.noise_multiplier)
+
+    def gradient_noise(self) -> float:
+        """The noise multiplier the optimizer adds to the gradients: sigma itself for a fixed bound;
+        with the adaptive bound, what remains of sigma once the count's noise is accounted for."""
+        if not self.clip_quantile or not self.noise_multiplier:
+            return self.noise_multiplier
+        return (self.noise_multiplier ** -2 - (2 * self.count_std) ** -2) ** -0.5
 
     def prepare(self, model: torch.nn.Module) -> None:
         pass  # parameters to freeze (train.freeze_embeddings) are frozen by the loop for every strategy
@@ -92,10 +125,10 @@ class DPTraining:
             # sums over processes and divides by their number, i.e. divides the sum by batch_size.
             _without_gradient_sync(model)
             self.optimizer = DistributedDPOptimizerFastGradientClipping(
-                optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
+                optimizer, noise_multiplier=self.gradient_noise(), max_grad_norm=self.max_grad_norm,
                 expected_batch_size=self.batch_size / self.processes, loss_reduction="mean")
         else:
-            self.optimizer = DPOptimizerFastGradientClipping(optimizer, noise_multiplier=self.noise_multiplier,
+            self.optimizer = DPOptimizerFastGradientClipping(optimizer, noise_multiplier=self.gradient_noise(),
                                                              max_grad_norm=self.max_grad_norm,
                                                              expected_batch_size=self.batch_size, loss_reduction="mean")
         self.optimizer.attach_step_hook(lambda _: self.step())  # runs once per real (noised) step
@@ -128,6 +161,7 @@ class DPTraining:
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             losses.sum().backward(retain_graph=True)  # the hooks record per-example gradient norms
             scale = self.module.get_clipping_coef().to(losses.device, losses.dtype)  # min(1, C / norm_i)
+            self.unclipped += float((self.module.per_sample_gradient_norms <= self.max_grad_norm).sum()) - len(losses) / 2
             for p, grad in zip(params, kept):
                 p.grad = grad
             self.module.disable_hooks()
@@ -140,8 +174,29 @@ class DPTraining:
                 p.grad = torch.zeros_like(p)
 
     def step(self) -> None:
-        """Record one noised optimizer step with the accountant."""
+        """Record one noised optimizer step with the accountant; move an adaptive bound for the next."""
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
+        if self.clip_quantile:
+            self._adapt_bound()
+        self.unclipped = 0.0
+
+    def _adapt_bound(self) -> None:
+        """C <- C * exp(-eta * (unclipped share - quantile)), the share from a noised count.
+
+        The count is of (b_i - 1/2) for b_i = 1 if example i was not clipped, so one example more or
+        less moves it by 1/2 (the sensitivity Theorem 1 assumes), and is divided by the *expected*
+        batch size, as the gradients are. Under DDP the processes' counts are summed and only the
+        first adds noise, as for the gradients, so every process computes the same bound."""
+        import torch.distributed as dist
+
+        first = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+        noise = float(torch.normal(0.0, self.count_std, ())) if first else 0.0
+        count = torch.tensor(self.unclipped + noise, dtype=torch.float64)
+        if self.processes > 1:
+            dist.all_reduce(count)
+        share = float(count) / self.batch_size + 0.5
+        self.max_grad_norm *= math.exp(-self.clip_rate * (share - self.clip_quantile))
+        self.module.max_grad_norm = self.optimizer.max_grad_norm = self.max_grad_norm
 
     def epsilon(self) -> float:
         """Epsilon spent so far at this run's delta (0 before the first step)."""
@@ -150,7 +205,8 @@ class DPTraining:
     def card(self) -> dict[str, Any]:
         """What a released model's card states about its privacy: the guarantee and how it was made."""
         return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
-                "max_grad_norm": self.max_grad_norm, "sample_rate": self.sample_rate, "batch_size": self.batch_size,
+                "max_grad_norm": self.max_grad_norm, "clip_quantile": self.clip_quantile,
+                "clip_start": self.clip_start, "sample_rate": self.sample_rate, "batch_size": self.batch_size,
                 "steps": sum(steps for _, _, steps in self.accountant.history), "accountant": self.mechanism}
 
     def before_step(self, model: torch.nn.Module, empty: bool) -> None:
@@ -164,7 +220,8 @@ class DPTraining:
         return {"dp_epsilon": self.epsilon(), "dp_delta": self.delta}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mechanism": self.mechanism, "history": [list(h) for h in self.accountant.history]}
+        return {"mechanism": self.mechanism, "history": [list(h) for h in self.accountant.history],
+                "max_grad_norm": self.max_grad_norm}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
@@ -174,6 +231,9 @@ class DPTraining:
             raise LmforgeError(f"--resume: the checkpoint's privacy accountant is {state.get('mechanism')!r}, "
                                f"this run uses {self.mechanism!r} (privacy.dp.accountant)")
         self.accountant.history = [tuple(h) for h in state["history"]]
+        self.max_grad_norm = state.get("max_grad_norm", self.max_grad_norm)  # an adaptive bound goes on from there
+        if self.module is not None:
+            self.module.max_grad_norm = self.optimizer.max_grad_norm = self.max_grad_norm
 
 
 def build_dp(cfg: Config, task: Trainable, n_train: int, steps: int, processes: int,
@@ -189,8 +249,11 @@ def build_dp(cfg: Config, task: Trainable, n_train: int, steps: int, processes: 
     delta = dp.delta or 1.0 / (10 * n_train)
     q = min(cfg.train.batch_size / n_train, 1.0)  # the global rate, whatever the number of processes
     sigma = dp.noise_multiplier or _noise_for_target(dp, delta, q, steps)
-    run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant, processes)
-    logger.info(f"DP-SGD: noise multiplier {sigma:.4f}, sample rate {q:.4g}, clip {dp.max_grad_norm}, "
+    run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant, processes,
+                     clip_quantile=dp.clip_quantile)
+    clip = (f"clip bound adaptive from {dp.max_grad_norm:g} toward the {dp.clip_quantile:g} quantile of the "
+            "per-example norms" if dp.clip_quantile else f"clip {dp.max_grad_norm:g}")
+    logger.info(f"DP-SGD: noise multiplier {sigma:.4f}, sample rate {q:.4g}, {clip}, "
                 f"delta {delta:.3g}, {dp.accountant} accountant over {steps} planned steps, {processes} process(es)")
     return run
 
@@ -212,6 +275,9 @@ def _check_settings(cfg: Config, n_train: int, engine: str) -> None:
         raise LmforgeError("privacy.dp: give target_epsilon or noise_multiplier, not both")
     if dp.target_epsilon < 0 or dp.noise_multiplier < 0 or dp.max_grad_norm <= 0:
         raise LmforgeError("privacy.dp: target_epsilon and noise_multiplier must be >= 0, max_grad_norm > 0")
+    if not 0 <= dp.clip_quantile < 1:
+        raise LmforgeError(f"privacy.dp.clip_quantile={dp.clip_quantile} must be in [0, 1): the share of examples "
+                           "the adaptive bound leaves unclipped (0: a fixed bound)")
     if dp.accountant not in ACCOUNTANTS:
         raise LmforgeError(f"privacy.dp.accountant='{dp.accountant}' (choose from {', '.join(ACCOUNTANTS)})")
     if not 0 <= dp.delta < 1.0 / n_train:
