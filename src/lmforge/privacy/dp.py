@@ -217,7 +217,8 @@ class DPTraining:
                 p.grad = torch.zeros_like(p)
 
     def eval_record(self) -> dict[str, float]:
-        return {"dp_epsilon": self.epsilon(), "dp_delta": self.delta}
+        record = {"dp_epsilon": self.epsilon(), "dp_delta": self.delta}
+        return {**record, "dp_clip_bound": self.max_grad_norm} if self.clip_quantile else record
 
     def state_dict(self) -> dict[str, Any]:
         return {"mechanism": self.mechanism, "history": [list(h) for h in self.accountant.history],
