@@ -232,7 +232,8 @@ class DPTraining:
             raise LmforgeError(f"--resume: the checkpoint's privacy accountant is {state.get('mechanism')!r}, "
                                f"this run uses {self.mechanism!r} (privacy.dp.accountant)")
         self.accountant.history = [tuple(h) for h in state["history"]]
-        self.max_grad_norm = state.get("max_grad_norm", self.max_grad_norm)  # an adaptive bound goes on from there
+        if self.clip_quantile and "max_grad_norm" in state:  # an adaptive bound goes on from where it was
+            self.max_grad_norm = state["max_grad_norm"]
         if self.module is not None:
             self.module.max_grad_norm = self.optimizer.max_grad_norm = self.max_grad_norm
 
