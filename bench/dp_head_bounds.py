@@ -48,7 +48,7 @@ def train(x: torch.Tensor, y: torch.Tensor, test: tuple[torch.Tensor, torch.Tens
           bound: float, adaptive: bool, lr: float, steps: int, batch: int, seed: int) -> float:
     """Test accuracy of the head after `steps` steps (Poisson batches and DP-SGD unless epsilon is 0)."""
     from lmforge.config import DPConfig
-    from lmforge.privacy.dp import DPTraining, _noise_for_target
+    from lmforge.privacy.dp import DPTraining, noise_for_target
     from lmforge.train.batching import poisson_epoch
 
     torch.manual_seed(seed)
@@ -60,7 +60,7 @@ def train(x: torch.Tensor, y: torch.Tensor, test: tuple[torch.Tensor, torch.Tens
     n, q = len(x), batch / len(x)
     if epsilon:
         delta = 1 / (10 * n)
-        sigma = _noise_for_target(DPConfig(target_epsilon=epsilon), delta, q, steps)
+        sigma = noise_for_target(DPConfig(target_epsilon=epsilon), delta, q, steps)
         run = DPTraining(sigma, q, bound, delta, batch, clip_quantile=0.5 if adaptive else 0.0)
         optimizer = run.wrap(head, optimizer)
     done, epoch = 0, 0

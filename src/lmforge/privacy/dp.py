@@ -250,7 +250,7 @@ def build_dp(cfg: Config, task: Trainable, n_train: int, steps: int, processes: 
     _check_settings(cfg, n_train, engine)
     delta = dp.delta or 1.0 / (10 * n_train)
     q = min(cfg.train.batch_size / n_train, 1.0)  # the global rate, whatever the number of processes
-    sigma = dp.noise_multiplier or _noise_for_target(dp, delta, q, steps)
+    sigma = dp.noise_multiplier or noise_for_target(dp, delta, q, steps)
     run = DPTraining(sigma, q, dp.max_grad_norm, delta, cfg.train.batch_size, dp.accountant, processes,
                      clip_quantile=dp.clip_quantile)
     clip = (f"clip bound adaptive from {dp.max_grad_norm:g} toward the {dp.clip_quantile:g} quantile of the "
@@ -260,7 +260,8 @@ def build_dp(cfg: Config, task: Trainable, n_train: int, steps: int, processes: 
     return run
 
 
-def _noise_for_target(dp: DPConfig, delta: float, q: float, steps: int) -> float:
+def noise_for_target(dp: DPConfig, delta: float, q: float, steps: int) -> float:
+    """The noise multiplier that spends dp.target_epsilon at `delta` over `steps` steps at sample rate q."""
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
