@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) examples/prepare_me5.py
 	touch $(STAMP)
 
-# Chinese sentiment, the default path and the whole life of a small model (~18 min on 2 cores):
+# Chinese sentiment, the default path and the whole life of a small model (~19 min on 2 cores):
 # multilingual-e5-small fine-tuned with the default recipe; then the shipped corpora (plus the task's
 # training texts) cleaned, a tokenizer trained, the `mini` encoder pretrained (300 steps) and fine-tuned,
 # the same preset from random weights, and the TF-IDF bars — one table at the end. The two long
