@@ -23,5 +23,7 @@ def in_own_process(script: str, name: str, args: list[str]) -> dict[str, Any]:
     if line is None:
         sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
     result = json.loads(line[len(PREFIX):])
-    print(f"{name}: {result}", file=sys.stderr, flush=True)
+    # progress on stderr: the scalar fields only (a variant may return every prediction it made)
+    scalars = {key: value for key, value in result.items() if not isinstance(value, (list, dict))}
+    print(f"{name}: {scalars}", file=sys.stderr, flush=True)
     return result

@@ -1,7 +1,8 @@
+import numpy as np
 import torch
 
-from lmforge.runtime.collate import pad_collate
-from lmforge.runtime.forward import inference_order
+from lmforge.runtime.collate import PAD_MULTIPLE, pad_collate
+from lmforge.runtime.forward import CALL_COST_TOKENS, inference_order
 from lmforge.train.batching import micro_batches, plan_epoch
 
 
@@ -39,3 +40,23 @@ def test_pad_collate_and_inference_order():
     assert batch["attention_mask"].sum(1).tolist() == [3, 1]
     assert torch.equal(batch["labels"], torch.tensor([1, 0]))
     assert inference_order([1, 3, 2], 2) == [[1, 2], [0]]
+
+
+def _padded_tokens(batches: list[list[int]], lengths: list[int]) -> int:
+    return sum(len(b) * -(-max(lengths[i] for i in b) // PAD_MULTIPLE) * PAD_MULTIPLE for b in batches)
+
+
+def test_inference_order_cuts_where_padding_costs_more_than_a_call():
+    # one long text is not allowed to pad the short ones: it gets a call of its own
+    assert inference_order([100, 10, 10, 10], 64) == [[0], [1, 2, 3]]
+    # texts of one width fill batches up to batch_size
+    assert [len(b) for b in inference_order([20] * 200, 64)] == [64, 64, 64, 8]
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 300, size=500).tolist()
+    batches = inference_order(lengths, 32)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    assert max(len(b) for b in batches) <= 32
+    order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+    fixed = [order[i : i + 32] for i in range(0, 500, 32)]
+    cost = _padded_tokens(batches, lengths) + CALL_COST_TOKENS * len(batches)
+    assert cost < _padded_tokens(fixed, lengths) + CALL_COST_TOKENS * len(fixed)

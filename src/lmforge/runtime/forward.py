@@ -7,7 +7,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 
-from lmforge.runtime.collate import Batch, Features
+from lmforge.runtime.collate import PAD_MULTIPLE, Batch, Features
 from lmforge.runtime.device import autocast
 
 Outputs = dict[str, np.ndarray]  # per-example arrays, first axis = example
@@ -43,10 +43,36 @@ def run_forward(task: Forwarding, model: torch.nn.Module, features: Features, ba
     return _reorder(parts, len(chosen))
 
 
+# What one more forward call costs beside its tokens, in tokens: measured on multilingual-e5-small on
+# one CPU thread, a call takes ~12 ms (fp32) / ~10 ms (bf16) plus ~0.54 / ~0.27 ms per padded token,
+# so ~22-37 tokens; smaller models have a smaller per-call cost and a smaller per-token one.
+CALL_COST_TOKENS = 32
+
+
 def inference_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Batches for prediction: sorted by length so each batch pads to nearly nothing."""
-    order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    """Batches for prediction: at most `batch_size` texts each, cut where they cost the least.
+
+    Texts are sorted longest first and every batch is padded to its first text (rounded up to
+    PAD_MULTIPLE, as `pad_collate` does). Cutting the sorted list into fixed runs of `batch_size`
+    pads a small call's short texts to its longest one (40 news sentences of 5-143 characters cost
+    3.5x their tokens that way), so the cuts are chosen by dynamic programming to minimise the padded
+    tokens plus CALL_COST_TOKENS per call: on a CPU a forward's time is nearly linear in its padded
+    tokens, and batching buys little beyond the per-call cost.
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    width = -(-np.maximum(np.asarray(lengths)[order], 1) // PAD_MULTIPLE) * PAD_MULTIPLE
+    cost = np.zeros(len(order) + 1)
+    cut: np.ndarray = np.zeros(len(order) + 1, dtype=np.int64)
+    for end in range(1, len(order) + 1):
+        starts = np.arange(max(0, end - batch_size), end)
+        total = cost[starts] + (end - starts) * width[starts] + CALL_COST_TOKENS
+        best = len(total) - 1 - int(np.argmin(total[::-1]))  # ties: the later cut, so fuller early batches
+        cost[end], cut[end] = total[best], starts[best]
+    batches, end = [], len(order)
+    while end:
+        batches.append(order[cut[end] : end].tolist())
+        end = int(cut[end])
+    return batches[::-1]
 
 
 def _reorder(parts: list[tuple[list[int], Outputs]], n: int) -> Outputs:
