@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from lmforge.runtime.collate import PAD_MULTIPLE, pad_collate
+from lmforge.runtime.collate import pad_collate
 from lmforge.runtime.forward import CALL_COST_TOKENS, inference_order
 from lmforge.train.batching import micro_batches, plan_epoch
 
@@ -38,12 +38,13 @@ def test_pad_collate_and_inference_order():
     batch = pad_collate(feats, pad_id=0)
     assert batch["input_ids"][:, :4].tolist() == [[5, 6, 7, 0], [8, 0, 0, 0]] and batch["input_ids"].shape[1] == 16
     assert batch["attention_mask"].sum(1).tolist() == [3, 1]
+    assert pad_collate(feats, pad_id=0, multiple=1)["input_ids"].shape[1] == 3  # inference: exact widths
     assert torch.equal(batch["labels"], torch.tensor([1, 0]))
     assert inference_order([1, 3, 2], 2) == [[1, 2], [0]]
 
 
 def _padded_tokens(batches: list[list[int]], lengths: list[int]) -> int:
-    return sum(len(b) * -(-max(lengths[i] for i in b) // PAD_MULTIPLE) * PAD_MULTIPLE for b in batches)
+    return sum(len(b) * max(lengths[i] for i in b) for b in batches)
 
 
 def test_inference_order_cuts_where_padding_costs_more_than_a_call():

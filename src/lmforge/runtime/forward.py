@@ -16,7 +16,7 @@ Outputs = dict[str, np.ndarray]  # per-example arrays, first axis = example
 class Forwarding(Protocol):
     """What a batched forward pass needs: how to batch features and what to keep of the outputs."""
 
-    def collate(self, features: Features) -> Batch: ...
+    def collate(self, features: Features, multiple: int = PAD_MULTIPLE) -> Batch: ...
 
     def forward(self, model: torch.nn.Module, batch: Batch) -> Outputs: ...
 
@@ -36,7 +36,7 @@ def run_forward(task: Forwarding, model: torch.nn.Module, features: Features, ba
     chosen = [features[i] for i in indices]
     parts: list[tuple[list[int], Outputs]] = []
     for batch_idx in inference_order([len(f["input_ids"]) for f in chosen], batch_size):
-        batch = {k: v.to(device) for k, v in task.collate([chosen[i] for i in batch_idx]).items()}
+        batch = {k: v.to(device) for k, v in task.collate([chosen[i] for i in batch_idx], multiple=1).items()}
         with autocast(precision, device, model):
             parts.append((batch_idx, task.forward(model, batch)))
     model.train(was_training)
@@ -52,15 +52,15 @@ CALL_COST_TOKENS = 32
 def inference_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Batches for prediction: at most `batch_size` texts each, cut where they cost the least.
 
-    Texts are sorted longest first and every batch is padded to its first text (rounded up to
-    PAD_MULTIPLE, as `pad_collate` does). Cutting the sorted list into fixed runs of `batch_size`
-    pads a small call's short texts to its longest one (40 news sentences of 5-143 characters cost
-    3.5x their tokens that way), so the cuts are chosen by dynamic programming to minimise the padded
-    tokens plus CALL_COST_TOKENS per call: on a CPU a forward's time is nearly linear in its padded
-    tokens, and batching buys little beyond the per-call cost.
+    Texts are sorted longest first and every batch is padded to its first text (`run_forward`
+    collates with exact widths). Cutting the sorted list into fixed runs of `batch_size` pads a small
+    call's short texts to its longest one (40 news sentences of 5-143 characters cost 3.5x their
+    tokens that way), so the cuts are chosen by dynamic programming to minimise the padded tokens
+    plus CALL_COST_TOKENS per call: on a CPU a forward's time is nearly linear in its padded tokens,
+    and batching buys little beyond the per-call cost.
     """
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    width = -(-np.maximum(np.asarray(lengths)[order], 1) // PAD_MULTIPLE) * PAD_MULTIPLE
+    width = np.maximum(np.asarray(lengths)[order], 1)
     cost = np.zeros(len(order) + 1)
     cut: np.ndarray = np.zeros(len(order) + 1, dtype=np.int64)
     for end in range(1, len(order) + 1):

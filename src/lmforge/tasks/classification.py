@@ -23,7 +23,7 @@ from lmforge.data.validate import (
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.registry import register_task
-from lmforge.runtime.collate import Batch, Feature, Features, pad_collate
+from lmforge.runtime.collate import PAD_MULTIPLE, Batch, Feature, Features, pad_collate
 from lmforge.tasks.contracts import COLLAPSED, Data, Examples, Metrics, Model, Outputs
 
 if TYPE_CHECKING:
@@ -239,8 +239,8 @@ class Classification:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     # ---- loop hooks -------------------------------------------------------------------------
-    def collate(self, features: Features) -> Batch:
-        return pad_collate(features, self.pad_id)
+    def collate(self, features: Features, multiple: int = PAD_MULTIPLE) -> Batch:
+        return pad_collate(features, self.pad_id, multiple=multiple)
 
     def count(self, feature: Feature) -> float:
         return 1

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, Iterator, Protocol, TypeAlias, T
 import numpy as np
 import torch
 
-from lmforge.runtime.collate import Batch, Feature, Features
+from lmforge.runtime.collate import PAD_MULTIPLE, Batch, Feature, Features
 from lmforge.runtime.forward import Outputs
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ class Trainable(Protocol):
     def default_metric(self) -> str:
         """Metric that picks the best checkpoint unless train.metric says otherwise."""
 
-    def collate(self, features: Features) -> Batch:
-        """A padded batch of features."""
+    def collate(self, features: Features, multiple: int = PAD_MULTIPLE) -> Batch:
+        """A padded batch of features, its sequences' width rounded up to `multiple` (see `pad_collate`)."""
 
     def count(self, feature: Feature) -> float:
         """Loss terms this example adds (1 per example, or its number of target tokens).

@@ -23,7 +23,7 @@ from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.models.folder import Placed, architectures, load_placed, run_config
 from lmforge.registry import register_task
-from lmforge.runtime.collate import Batch, Feature, Features
+from lmforge.runtime.collate import PAD_MULTIPLE, Batch, Feature, Features
 from lmforge.runtime.forward import run_forward
 from lmforge.tasks.classification import Classification, Split
 from lmforge.tasks.contracts import ClassifiesSequences, Data, Examples, Metrics, Model, Outputs
@@ -131,8 +131,8 @@ class Distillation:
         return (np.log(p / (1 - p)) if self.base.multi else np.log(p)).astype(np.float32)
 
     # ---- loop hooks -------------------------------------------------------------------------
-    def collate(self, features: Features) -> Batch:
-        return self.base.collate(features)
+    def collate(self, features: Features, multiple: int = PAD_MULTIPLE) -> Batch:
+        return self.base.collate(features, multiple)
 
     def count(self, feature: Feature) -> float:
         return 1

@@ -31,7 +31,7 @@ from lmforge.log import logger
 from lmforge.models.causal import generation_auto_class
 from lmforge.models.lm_head import token_losses
 from lmforge.registry import register_task
-from lmforge.runtime.collate import Batch, Feature, Features, pad_collate
+from lmforge.runtime.collate import PAD_MULTIPLE, Batch, Feature, Features, pad_collate
 from lmforge.tasks import seq2seq
 from lmforge.tasks.contracts import Conversation, Data, Examples, Metrics, Model, Outputs
 
@@ -176,9 +176,9 @@ class Generation:
         return features
 
     # ---- loop hooks -------------------------------------------------------------------------
-    def collate(self, features: Features) -> Batch:
+    def collate(self, features: Features, multiple: int = PAD_MULTIPLE) -> Batch:
         padded = {"labels": -100} if self.start_id is None else {"labels": -100, "decoder_input_ids": self.pad_id}
-        return pad_collate(features, self.pad_id, padded=padded)
+        return pad_collate(features, self.pad_id, padded=padded, multiple=multiple)
 
     def count(self, feature: Feature) -> float:
         return int(feature["n_targets"])

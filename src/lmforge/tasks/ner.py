@@ -25,7 +25,7 @@ from lmforge.data.validate import stratified_split
 from lmforge.errors import DataError, LmforgeError, Problem
 from lmforge.log import logger
 from lmforge.registry import register_task
-from lmforge.runtime.collate import Batch, Feature, Features, pad_collate
+from lmforge.runtime.collate import PAD_MULTIPLE, Batch, Feature, Features, pad_collate
 from lmforge.tasks.contracts import Data, Examples, Metrics, Model, Outputs
 
 if TYPE_CHECKING:
@@ -186,10 +186,11 @@ class Ner:
         return features
 
     # ---- loop hooks -------------------------------------------------------------------------
-    def collate(self, features: Features) -> Batch:
+    def collate(self, features: Features, multiple: int = PAD_MULTIPLE) -> Batch:
         token_keys = ("input_ids", "words", "labels")
         padded = {"words": -1, "labels": -100} if "labels" in features[0] else {"words": -1}
-        batch = pad_collate([{k: f[k] for k in token_keys if k in f} for f in features], self.pad_id, padded)
+        batch = pad_collate([{k: f[k] for k in token_keys if k in f} for f in features], self.pad_id, padded,
+                            multiple)
         for key in ("starts", "ends"):  # per word, not per token: padded to the most words
             batch[key] = _pad([f[key] for f in features], -1)
         return batch

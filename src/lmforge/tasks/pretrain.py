@@ -26,7 +26,7 @@ from lmforge.errors import LmforgeError
 from lmforge.log import logger
 from lmforge.models.lm_head import IGNORE, output_layer, projects_plainly, token_losses
 from lmforge.registry import register_task
-from lmforge.runtime.collate import Batch, Feature, Features
+from lmforge.runtime.collate import PAD_MULTIPLE, Batch, Feature, Features
 from lmforge.tasks.contracts import Data, Examples, Metrics, Model, Outputs
 
 if TYPE_CHECKING:
@@ -174,7 +174,8 @@ class Pretrain:
         return _FixedMasks(blocks, self) if self.mlm and split.name != "train" else blocks
 
     # ---- training ---------------------------------------------------------------------------
-    def collate(self, features: Features) -> Batch:
+    def collate(self, features: Features, multiple: int = PAD_MULTIPLE) -> Batch:
+        """Blocks are all model.max_length long: nothing to pad, so `multiple` has nothing to round."""
         ids = torch.as_tensor(np.stack([f["input_ids"] for f in features]))
         if not self.mlm:
             labels = torch.full_like(ids, IGNORE)
