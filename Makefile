@@ -33,8 +33,8 @@ $(STAMP): pyproject.toml Makefile
 # training texts) cleaned, a tokenizer trained, the `mini` encoder pretrained (300 steps) and fine-tuned,
 # the same preset from random weights, and the TF-IDF bars — one table at the end. The two long
 # trainings (me5's fine-tune; the mini's pretraining and its fine-tune) run side by side on one thread
-# each (demo-models), then the random-init mini on both: two runs on the bf16 box, 18 min 16 s and 19 min 0 s, against
-# 20 min 50 s one after another on two threads (README).
+# each (demo-models), then the random-init mini on both: two runs on the bf16 box, 18 min 16 s and
+# 19 min 0 s, against 20 min 50 s one after another on two threads (README).
 demo: install
 	$(PY) examples/prepare_me5.py
 	$(PY) examples/prepare_zh_sentiment.py
