@@ -6,7 +6,8 @@
   (fp32, one text per forward: the pipeline's default batch_size);
 - matched: both at `--batch` and `--precision` (fp32, or bf16 where the CPU has it), so what is left is
   what lmforge does differently (length-sorted batches cut by cost and padded exactly,
-  `runtime.forward.inference_order`), not a dtype or batch size the pipeline could also be given. An int8-weights row (`lmforge.load(quantize="int8")`, as `serve --quantize int8`) too.
+  `runtime.forward.inference_order`), not a dtype or batch size the pipeline could also be given.
+  An int8-weights row (`lmforge.load(quantize="int8")`, as `serve --quantize int8`) too.
 
 The pipeline groups sub-tokens into entities with `aggregation_strategy="first"` (the rule lmforge
 trains with); both return character offsets. Each variant runs once to warm up, then is timed over
